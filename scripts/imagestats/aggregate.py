@@ -1,0 +1,43 @@
+"""Join shard tables into one table: one row per image, sorted by path."""
+
+import os
+
+import pandas as pd
+
+from .measure import COLUMNS, INT_COLUMNS
+from .shard import read_table
+
+
+class AggregateError(Exception):
+    pass
+
+
+def stats_frame(table_files, expected_images):
+    """A DataFrame of all rows; checks that no image is missing or doubled."""
+    rows = [row for file in table_files for row in read_table(file)]
+    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+    doubled = frame["path"][frame["path"].duplicated()].tolist()
+    if doubled:
+        raise AggregateError(
+            f"{len(doubled)} image(s) appear in two shards, e.g. {doubled[:3]}: "
+            "delete results/shards/ and rerun"
+        )
+    if len(frame) != expected_images:
+        raise AggregateError(
+            f"the shard tables hold {len(frame)} rows, the plan has {expected_images} "
+            "images: rerun the workflow to replan"
+        )
+    # Nullable integers: an image with an error has no numbers, and plain
+    # int columns would turn into floats (64.0) around the gaps.
+    frame = frame.astype({c: "Int64" for c in INT_COLUMNS})
+    frame = frame.astype({"mean": "float64"})
+    return frame.sort_values("path", kind="stable", ignore_index=True)
+
+
+def write_csv(frame, out):
+    """Write the CSV atomically; file names keep their exact bytes."""
+    tmp = f"{out}.tmp{os.getpid()}"
+    # Default float formatting is repr: the shortest text that reads back
+    # as the same double, so every mean is exact.
+    frame.to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape")
+    os.replace(tmp, out)

@@ -1,0 +1,76 @@
+"""Measure one shard: every image of a shard list, in one process.
+
+Writes one JSON stats file per image under ``images_dir`` (mirroring the
+image's path) and, last, the shard's table: the same JSON objects, one per
+line. The table is written under a temporary name and renamed, so a shard
+interrupted at any point leaves no table a rerun would trust, and the rerun
+measures the whole shard again (rewriting its per-image files).
+"""
+
+import json
+import os
+import time
+
+from .measure import configure, measure
+from .plan import read_shard_list, stats_file_key
+
+
+class ImageFailed(Exception):
+    """Raised with on_error=fail: the message names the file."""
+
+
+def write_text_atomic(file, text):
+    tmp = f"{file}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(text)
+    os.replace(tmp, file)
+
+
+def stats_file(images_dir, path):
+    return os.path.join(images_dir, stats_file_key(path) + ".json")
+
+
+def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log):
+    """Measure the images listed in ``list_file``; return (images, errors).
+
+    Errors are recorded in the rows, or with on_error="fail" raise
+    ImageFailed at the first bad image. Progress and errors go to ``log``.
+    """
+    configure(max_image_pixels)
+    entries = read_shard_list(list_file)
+    start = time.perf_counter()
+    lines, errors, made = [], 0, set()
+    for entry in entries:
+        row = measure(entry.path, entry.file)
+        if row["error"]:
+            errors += 1
+            print(f"{entry.path}: {row['error']}", file=log)
+            if on_error == "fail":
+                raise ImageFailed(
+                    f"cannot measure '{entry.path}' ({entry.file}): {row['error']}. "
+                    "Fix or remove the file, or set on_error: record to record "
+                    "the error in stats.csv and go on."
+                )
+        line = json.dumps(row, ensure_ascii=False)
+        out = stats_file(images_dir, entry.path)
+        folder = os.path.dirname(out)
+        if folder not in made:  # one makedirs per folder, not per image
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
+        with open(out, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(line + "\n")
+        lines.append(line)
+    write_text_atomic(table_file, "".join(line + "\n" for line in lines))
+    seconds = time.perf_counter() - start
+    print(
+        f"{len(entries)} images, {errors} errors, {seconds:.2f} s "
+        f"({1000 * seconds / max(1, len(entries)):.3f} ms/image)",
+        file=log,
+    )
+    return len(entries), errors
+
+
+def read_table(table_file):
+    """The rows (dicts) of a shard table."""
+    with open(table_file, encoding="utf-8", errors="surrogateescape") as f:
+        return [json.loads(line) for line in f]

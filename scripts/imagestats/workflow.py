@@ -1,0 +1,60 @@
+"""What the Snakefile does at parse time, kept out of the Snakefile.
+
+Parsing runs again in every cluster job and every `snakemake` call, so the
+main process plans (walks the images, writes the shard lists) and every
+other process (a cluster job, a group member) reads the plan's index
+instead of walking tens of thousands of files again.
+"""
+
+import sys
+from dataclasses import dataclass
+
+from .plan import ConfigError, make_plan, read_plan_index, write_plan
+
+
+@dataclass
+class PlanSummary:
+    source: str
+    images: int
+    images_per_job: int
+    shards: dict  # name -> number of images
+
+    def describe(self):
+        sizes = self.shards.values()
+        return (
+            f"Plan: {self.images:,} images from {self.source}; "
+            f"{len(self.shards):,} shard(s) of {min(sizes):,} to {max(sizes):,} images "
+            f"(images_per_job: {self.images_per_job:,}), one image_stats job each."
+        )
+
+
+class PlanError(Exception):
+    """Raised at parse time, so no job starts; the message says what to change."""
+
+
+def plan_for_workflow(workflow, config, plan_dir):
+    if not workflow.is_main_process:
+        index = read_plan_index(plan_dir)
+        return PlanSummary(index["source"], index["images"], index["images_per_job"], index["shards"])
+    try:
+        plan = make_plan(config)
+    except ConfigError as e:
+        raise PlanError(f"{e}\n(config: config/config.yaml, or --config / --configfile)") from None
+    write_plan(plan, plan_dir)
+    summary = PlanSummary(
+        plan.source,
+        len(plan.entries),
+        plan.images_per_job,
+        {name: len(entries) for name, entries in plan.shards.items()},
+    )
+    print(summary.describe(), file=sys.stderr)
+    return summary
+
+
+def python_for_shell(workflow):
+    """The interpreter for `shell:` rules: the one running Snakemake (it has
+    Pillow), or the conda env's `python` when rules run in conda envs."""
+    methods = workflow.deployment_settings.deployment_method
+    if any(getattr(m, "name", str(m)).upper() == "CONDA" for m in methods):
+        return "python"
+    return sys.executable
