@@ -3,27 +3,59 @@
 # images --plan--> results/plan/<shard>.jsonl      (parse time: which images, which shard)
 #        --image_stats--> results/shards/<shard>.jsonl + results/images/<path>.json
 #        --aggregate_stats--> results/stats.csv
+#        --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views)
+#        --plot_stats--> results/plots/*.png      (snakemake --report report.html)
 #
 # One job measures a whole shard (up to images_per_job images): a job costs
 # 10-150 ms locally and over a second on Slurm, measuring an image ~0.2 ms.
 import os
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+from imagestats.workflow import (  # noqa: E402
+    PlanError,
+    config_problem,
+    plan_for_workflow,
+    python_for_shell,
+)
 
 
 configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
-
-sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
-from imagestats.workflow import plan_for_workflow, python_for_shell  # noqa: E402
+try:
+    validate(config, "config/schema.yaml")
+except WorkflowError as e:  # one line that names the key, not a schema dump
+    raise PlanError(config_problem(e)) from None
 
 PLAN = plan_for_workflow(workflow, config, "results/plan")
 PYTHON = python_for_shell(workflow)
+
+from imagestats.progress import ProgressMonitor  # noqa: E402
+
+# Snakemake counts shards; people wait on images. Only the main process of
+# a real run calls onstart, so cluster jobs and dry runs never watch.
+PROGRESS = ProgressMonitor(PLAN.shards, "results/plan", "results/shards")
+
+
+onstart:
+    PROGRESS.start()
+
+
+onsuccess:
+    PROGRESS.stop()
+
+
+onerror:
+    PROGRESS.stop()
+
+
+report: "report/workflow.rst"
 
 
 localrules:
@@ -33,6 +65,11 @@ localrules:
 rule all:
     input:
         "results/stats.csv",
+        "results/summary.csv",
+        "results/errors.csv",
+        "results/plots/brightness_by_class.png",
+        "results/plots/min_max.png",
+        "results/plots/outliers.png",
 
 
 rule image_stats:
@@ -73,3 +110,83 @@ rule aggregate_stats:
         "envs/imagestats.yaml"
     script:
         "scripts/aggregate_stats.py"
+
+
+rule summarize_stats:
+    input:
+        csv="results/stats.csv",
+    output:
+        summary=report(
+            "results/summary.csv",
+            caption="report/summary.rst",
+            category="Tables",
+            labels={"table": "summary per class", "format": "CSV (exact)"},
+        ),
+        errors=report(
+            "results/errors.csv",
+            caption="report/errors.rst",
+            category="Tables",
+            labels={"table": "images with errors", "format": "CSV"},
+        ),
+        # The report shows HTML inline but offers a CSV only as a download.
+        summary_html=report(
+            "results/summary.html",
+            caption="report/summary.rst",
+            category="Tables",
+            labels={"table": "summary per class", "format": "HTML (rounded)"},
+        ),
+        errors_html=report(
+            "results/errors.html",
+            caption="report/errors.rst",
+            category="Tables",
+            labels={"table": "images with errors", "format": "HTML"},
+        ),
+    log:
+        "logs/summarize_stats.log",
+    benchmark:
+        "benchmarks/summarize_stats.tsv"
+    conda:
+        "envs/imagestats.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "scripts/summarize_stats.py"
+
+
+rule plot_stats:
+    input:
+        csv="results/stats.csv",
+    output:
+        brightness_by_class=report(
+            "results/plots/brightness_by_class.png",
+            caption="report/brightness_by_class.rst",
+            category="Plots",
+            labels={"figure": "mean brightness per class"},
+        ),
+        min_max=report(
+            "results/plots/min_max.png",
+            caption="report/min_max.rst",
+            category="Plots",
+            labels={"figure": "min against max per image"},
+        ),
+        outliers=report(
+            "results/plots/outliers.png",
+            caption="report/outliers.rst",
+            category="Plots",
+            labels={"figure": "outliers and errors"},
+        ),
+    log:
+        "logs/plot_stats.log",
+    benchmark:
+        "benchmarks/plot_stats.tsv"
+    conda:
+        "envs/imagestats.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        dpi=100,
+        max_labels=3,
+    script:
+        "scripts/plot_stats.py"

@@ -39,7 +39,7 @@ def plan_for_workflow(workflow, config, plan_dir):
     try:
         plan = make_plan(config)
     except ConfigError as e:
-        raise PlanError(f"{e}\n(config: config/config.yaml, or --config / --configfile)") from None
+        raise PlanError(str(e)) from None
     write_plan(plan, plan_dir)
     summary = PlanSummary(
         plan.source,
@@ -49,6 +49,32 @@ def plan_for_workflow(workflow, config, plan_dir):
     )
     print(summary.describe(), file=sys.stderr)
     return summary
+
+
+def config_problem(error):
+    """One actionable line for a failed config validation.
+
+    ``error`` is Snakemake's WorkflowError, raised while handling the
+    jsonschema ValidationError that has the offending key and a message.
+    """
+    cause = error
+    while cause is not None and not hasattr(cause, "absolute_path"):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return str(error)
+    key = ".".join(str(p) for p in cause.absolute_path)
+    if cause.validator == "additionalProperties":
+        known = ", ".join(sorted(cause.schema.get("properties", {})))
+        return (
+            f"config: {cause.message} at {key or 'top level'}; "
+            f"remove the key or fix its spelling (known keys: {known})"
+        )
+    hint = cause.schema.get("description", "")
+    return (
+        f"config key '{key}': {cause.message}"
+        + (f" (expected: {hint})" if hint else "")
+        + "; change it in config/config.yaml, --config or --configfile"
+    )
 
 
 def python_for_shell(workflow):

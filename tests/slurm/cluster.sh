@@ -89,7 +89,17 @@ daemon_pid() {
 	pid=$(tr -cd '0-9' <"${PIDFILE[$name]}")
 	[[ -n $pid && -r /proc/$pid/comm ]] || return 1
 	[[ $(</proc/"$pid"/comm) == "$name" ]] || return 1
+	is_alive "$pid" || return 1
 	printf '%s\n' "$pid"
+}
+
+# A daemon that exited stays a zombie until PID 1 reaps it, which without
+# systemd can take a while; it is gone for our purposes.
+is_alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat:0:1} != Z ]]
 }
 
 # Readiness probes, one per daemon; each must return fast, hence `timeout`.
@@ -108,7 +118,8 @@ probe_slurmd() {
 # Wait until the daemon answers; on failure show why and stop the script.
 wait_ready() {
 	local name=$1 deadline=$((SECONDS + START_TIMEOUT[$1]))
-	until "probe_$name"; do
+	# Ready = answers, and has a pid file `down` can stop it by.
+	until "probe_$name" && daemon_pid "$name" >/dev/null; do
 		# A daemon writes its pid file some time after we launched it, so only
 		# a pid file naming a dead process, or our own child gone, is a death.
 		if [[ -s ${PIDFILE[$name]} ]] && ! daemon_pid "$name" >/dev/null; then
@@ -419,6 +430,7 @@ start_slurmd() {
 # Start one daemon unless it already runs, then wait for it to answer.
 ensure_daemon() {
 	local name=$1 pid
+	CHILD_PID=
 	if pid=$(daemon_pid "$name"); then
 		say "$name: already running (pid $pid)"
 	else
@@ -430,7 +442,6 @@ ensure_daemon() {
 			install -m 640 -o "${RUNAS[$name]}" -g "${RUNAS[$name]}" /dev/null "${LOGFILE[$name]}"
 		fi
 		printf '%s %s at %s\n' "$START_MARK" "$name" "$(date '+%F %T')" >>"${LOGFILE[$name]}"
-		CHILD_PID=
 		say "$name: starting"
 		"start_$name"
 	fi
@@ -526,7 +537,7 @@ stop_daemon() {
 	say "$name: stopping (pid $pid)"
 	kill -TERM "$pid" 2>/dev/null || true
 	deadline=$((SECONDS + STOP_TIMEOUT[$name]))
-	while [[ -e /proc/$pid ]]; do
+	while is_alive "$pid"; do
 		if ((SECONDS >= deadline)); then
 			warn "$name (pid $pid) ignored TERM for ${STOP_TIMEOUT[$name]} s: sending KILL"
 			kill -KILL "$pid" 2>/dev/null || true
@@ -548,7 +559,17 @@ cmd_down() {
 		nft delete table inet "$NFT_TABLE"
 		say "firewall: table inet $NFT_TABLE removed"
 	fi
-	say "cluster down (state kept in $STATE)"
+	# The Slurm executor plugin runs `scontrol show config` whenever Snakemake
+	# starts; with a slurm.conf but no slurmctld that waits 10 s on every
+	# local run. Without the live config the machine is Slurm-free again
+	# (the state folder keeps a copy; `up` puts it back).
+	local f
+	for f in slurm.conf slurmdbd.conf; do
+		if [[ -e $SLURM_ETC/$f ]] && grep -qxF "$MARKER" "$SLURM_ETC/$f"; then
+			rm -f "$SLURM_ETC/$f"
+		fi
+	done
+	say "cluster down (state kept in $STATE, /etc/slurm config removed)"
 }
 
 # ------------------------------------------------------------------- main --
