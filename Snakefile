@@ -81,16 +81,17 @@ rule image_stats:
         "logs/image_stats/{shard}.log",
     benchmark:
         "benchmarks/image_stats/{shard}.tsv"
+    conda:
+        "envs/imagestats.yaml"
     params:
+        python=PYTHON,
         script=os.path.join(workflow.basedir, "scripts/image_stats.py"),
         images_dir="results/images",
         on_error=config["on_error"],
         max_image_pixels=config["max_image_pixels"],
-    conda:
-        "envs/imagestats.yaml"
     shell:
         # shell, not script: a script job imports Snakemake (~0.25 s CPU per shard)
-        "{PYTHON} {params.script:q} {input:q} {output:q} --images-dir {params.images_dir:q}"
+        "{params.python:q} {params.script:q} {input:q} {output:q} --images-dir {params.images_dir:q}"
         " --on-error {params.on_error} --max-image-pixels {params.max_image_pixels}"
         " 2> {log:q}"
 
@@ -104,10 +105,10 @@ rule aggregate_stats:
         "logs/aggregate_stats.log",
     benchmark:
         "benchmarks/aggregate_stats.tsv"
-    params:
-        expected_images=PLAN.images,
     conda:
         "envs/imagestats.yaml"
+    params:
+        expected_images=PLAN.images,
     script:
         "scripts/aggregate_stats.py"
 

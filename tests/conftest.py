@@ -22,7 +22,9 @@ def snakemake(workdir, *args, config=(), check=True, timeout=600, env=None):
     """Run `python -m snakemake` on the repo's Snakefile in ``workdir``.
 
     ``config`` items are passed with --config (e.g. "input_dir=/data").
-    Returns the CompletedProcess; with check, a failure shows Snakemake's output.
+    Returns the CompletedProcess, with ``output`` = stdout + stderr (Snakemake
+    prints some messages to one or the other depending on --dry-run); with
+    check, a failure shows Snakemake's output.
     """
     cmd = [
         sys.executable, "-m", "snakemake",
@@ -36,6 +38,7 @@ def snakemake(workdir, *args, config=(), check=True, timeout=600, env=None):
         cmd, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
+    result.output = result.stdout + result.stderr  # what the user sees, in order or not
     if check and result.returncode != 0:
         pytest.fail(
             f"snakemake failed ({result.returncode}): {' '.join(cmd)}\n"

@@ -110,7 +110,7 @@ def explain(error):
         return "cannot read the file (permission denied): fix its permissions"
     if isinstance(error, IsADirectoryError):
         return "is a folder, not an image file"
-    if "truncated" in text or "broken data stream" in text:
+    if "truncated" in text.lower() or "broken data stream" in text:
         return f"truncated or damaged image data ({text}): copy the image again from its source"
     if isinstance(error, ValueError) and "conversion" in text:
         return f"Pillow cannot convert this image to greyscale ({text})"

@@ -90,12 +90,22 @@ def _from_folder(input_dir, extensions, workdir):
     stack = [(os.path.abspath(root), "")]
     while stack:
         folder, rel = stack.pop()
-        with os.scandir(folder) as it:
+        try:
+            it = os.scandir(folder)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot list folder '{folder}' ({e.strerror}): fix its permissions "
+                "or move it out of input_dir"
+            ) from None
+        with it:
             for d in it:
                 if d.is_dir():
                     stack.append((d.path, rel + d.name + os.sep))
                 elif d.name.lower().endswith(wanted):
-                    st = d.stat()
+                    try:
+                        st = d.stat()
+                    except OSError:  # a broken link: measured, it becomes an error row
+                        st = d.stat(follow_symlinks=False)
                     entries.append(Entry(rel + d.name, d.path, st.st_size, st.st_mtime_ns))
     return f"input_dir {input_dir} (searched recursively for {', '.join(extensions)})", entries
 
@@ -137,7 +147,7 @@ def _from_manifest(manifest, workdir):
 
 
 def _from_numbered(numbered, workdir):
-    pattern, first, last = numbered["pattern"], numbered["first"], numbered["last"]
+    pattern, first, last = numbered["pattern"], int(numbered["first"]), int(numbered["last"])
     if first > last:
         raise ConfigError(f"numbered: first ({first}) is after last ({last}): swap them")
     try:
