@@ -81,6 +81,10 @@ rule image_stats:
         "logs/image_stats/{shard}.log",
     benchmark:
         "benchmarks/image_stats/{shard}.tsv"
+    # One group: Slurm runs pack group-components shards per Slurm job (local
+    # runs ignore groups). The lookup also checks the Slurm plan (imagestats/workflow.py).
+    group:
+        PLAN.slurm_group
     conda:
         "envs/imagestats.yaml"
     params:

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from .plan import ConfigError, make_plan, read_plan_index, write_plan
+from .slurm import SHARD_GROUP, make_slurm_plan
 
 
 @dataclass
@@ -18,6 +19,7 @@ class PlanSummary:
     images: int
     images_per_job: int
     shards: dict  # name -> number of images
+    slurm_check: object = None  # called once, when the DAG is built (Slurm runs)
 
     def describe(self):
         sizes = self.shards.values()
@@ -27,9 +29,22 @@ class PlanSummary:
             f"(images_per_job: {self.images_per_job:,}), one image_stats job each."
         )
 
+    def slurm_group(self, wildcards):
+        """The `group:` of image_stats jobs, and the hook for the Slurm plan.
+
+        Snakemake tells a workflow its group settings (the profile's
+        group-components: how many shards share one Slurm job) only once
+        it builds the DAG, in dry runs too and before anything is
+        submitted: the first group lookup is where the plan is checked.
+        """
+        check, self.slurm_check = self.slurm_check, None
+        if check is not None:
+            check()
+        return SHARD_GROUP
+
 
 class PlanError(Exception):
-    """Raised at parse time, so no job starts; the message says what to change."""
+    """Raised before any job starts; the message says what to change."""
 
 
 def plan_for_workflow(workflow, config, plan_dir):
@@ -48,7 +63,39 @@ def plan_for_workflow(workflow, config, plan_dir):
         {name: len(entries) for name, entries in plan.shards.items()},
     )
     print(summary.describe(), file=sys.stderr)
+    slurm = slurm_settings(workflow)
+    if slurm is not None:
+        summary.slurm_check = lambda: check_slurm_plan(workflow, summary, *slurm)
     return summary
+
+
+def check_slurm_plan(workflow, summary, account, limit):
+    """Print the Slurm plan; stop the run if Slurm would refuse a submission."""
+    jobs = workflow.resource_settings.nodes or 1
+    per_job = workflow.group_settings.group_components.get(SHARD_GROUP, 1)
+    slurm_plan = make_slurm_plan(summary, jobs, account, limit, per_job)
+    print(slurm_plan.describe(), file=sys.stderr)
+    if not slurm_plan.fits:
+        raise PlanError(slurm_plan.verdict())
+
+
+def slurm_settings(workflow):
+    """(account, configured submit limit) when the run uses a Slurm profile
+    such as profiles/comet, else None.
+
+    Snakemake does not tell a Snakefile its executor at parse time; a
+    profile for this workflow sets slurm_account (default-resources) and
+    slurm_submit_limit (resources), and their presence marks a Slurm run.
+    """
+    defaults = workflow.resource_settings.default_resources
+    args = getattr(defaults, "args", None) or []
+    values = dict(a.split("=", 1) for a in args if "=" in a)
+    account = values.get("slurm_account", "").strip("'\"") or None
+    limit = workflow.global_resources.get("slurm_submit_limit")
+    limit = getattr(limit, "value", limit)
+    if account is None and limit is None:
+        return None
+    return account, limit
 
 
 def config_problem(error):

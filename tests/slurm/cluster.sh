@@ -10,7 +10,8 @@
 #             create account/user/partitions and root's MaxSubmitJobs limit
 #   limit N   set root's association MaxSubmitJobs to N (-1 clears it)
 #   status    show which daemons run, and sinfo; exit 1 unless all run
-#   down      stop the daemons by their pid files, drop the firewall table
+#   down      stop the daemons by their pid files, drop the firewall table,
+#             remove the /etc/slurm config `up` wrote (the state folder keeps it)
 #
 # Environment:
 #   SLURM_TEST_DIR         state folder (default /var/tmp/imagestats-slurm)
@@ -177,7 +178,6 @@ put_file() {
 # ---------------------------------------------------------------- install --
 
 cmd_install() {
-	need_root
 	local missing=() p
 	for p in "${PACKAGES[@]}"; do
 		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -186,6 +186,12 @@ cmd_install() {
 	done
 	if ((${#missing[@]} == 0)); then
 		say "packages already installed: ${PACKAGES[*]}"
+		return 0
+	fi
+	# The README's test command runs this for everyone: without root, say so
+	# and go on (the Slurm tests then skip, saying how to run them).
+	if [[ $(id -u) -ne 0 ]]; then
+		warn "not root: cannot install ${missing[*]}; the Slurm tests will skip"
 		return 0
 	fi
 	say "installing: ${missing[*]}"
