@@ -22,6 +22,7 @@ from imagestats.workflow import (  # noqa: E402
     config_problem,
     plan_for_workflow,
     python_for_shell,
+    release_scheduler_timers,
 )
 
 
@@ -49,10 +50,12 @@ onstart:
 
 onsuccess:
     PROGRESS.stop()
+    release_scheduler_timers()
 
 
 onerror:
     PROGRESS.stop()
+    release_scheduler_timers()
 
 
 report: "report/workflow.rst"
@@ -79,8 +82,8 @@ rule image_stats:
         "results/shards/{shard}.jsonl",
     log:
         "logs/image_stats/{shard}.log",
-    benchmark:
-        "benchmarks/image_stats/{shard}.tsv"
+    # No benchmark: its monitor scans every process on the machine for each
+    # of dozens of jobs; the log has each shard's seconds and ms per image.
     # One group: Slurm runs pack group-components shards per Slurm job (local
     # runs ignore groups). The lookup also checks the Slurm plan (imagestats/workflow.py).
     group:

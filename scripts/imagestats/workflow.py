@@ -7,6 +7,7 @@ instead of walking tens of thousands of files again.
 """
 
 import sys
+import threading
 from dataclasses import dataclass
 
 from .plan import ConfigError, make_plan, read_plan_index, write_plan
@@ -122,6 +123,20 @@ def config_problem(error):
         + (f" (expected: {hint})" if hint else "")
         + "; change it in config/config.yaml, --config or --configfile"
     )
+
+
+def release_scheduler_timers():
+    """Cancel the scheduler's pending re-evaluation timers.
+
+    Each scheduling round of Snakemake's job rate limiter (the default
+    --max-jobs-per-timespan 100/1s) starts a non-daemon threading.Timer of
+    one second, and Python waits for it at exit: every run ends ~1 s after
+    its last job. onsuccess/onerror run once scheduling is over, when
+    re-evaluating is pointless, so the timers can go.
+    """
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
 
 
 def python_for_shell(workflow):
