@@ -457,15 +457,13 @@ def baseline_main(root, out, workers):
 
 
 def run_baseline(ctx, tree, folder, name):
-    fresh_folder(folder)
     cmd = [sys.executable, os.path.abspath(__file__), "--baseline-child", tree.root, folder,
            "--cores", str(ctx.args.cores)]  # fmt: skip
     return run_measured(cmd, folder, ctx.log(name))
 
 
 def run_workflow(ctx, tree, folder, name):
-    # The whole working folder: results/, logs/, benchmarks/ and .snakemake/ from nothing.
-    fresh_folder(folder)
+    # The caller hands an empty working folder: results/, logs/ and .snakemake/ from nothing.
     return run_measured(ctx.snakemake(tree), folder, ctx.log(name))
 
 
@@ -475,8 +473,18 @@ def measure_full_runs(ctx, tree, repeat):
     n = tree.images
     baseline = Series(f"baseline Pool({ctx.args.cores}), {n:,} images", n)
     workflow = Series(f"workflow full run, {n:,} images", n)
-    bl_dir, wf_dir = ctx.folder("runs", f"baseline-{n}"), ctx.folder("runs", f"workflow-{n}")
+    # A folder per repetition, emptied before the timed runs start: deleting
+    # the 27,000+ files a run wrote seconds earlier kept the disk busy into the
+    # next run (the second of two same-kind runs took twice as long).
+    folders = {
+        (kind, i): ctx.folder("runs", f"{kind}-{n}-{i + 1}")
+        for kind in ("baseline", "workflow") for i in range(repeat)
+    }  # fmt: skip
+    for folder in folders.values():
+        fresh_folder(folder)
+    os.sync()
     for i in range(repeat):
+        bl_dir, wf_dir = folders["baseline", i], folders["workflow", i]
         steps = [(baseline, run_baseline, bl_dir), (workflow, run_workflow, wf_dir)]
         for series, runner, folder in steps if i % 2 == 0 else reversed(steps):
             run = runner(ctx, tree, folder, f"{os.path.basename(folder)}-{i + 1}")
@@ -508,11 +516,10 @@ def measure_dry_run(ctx, tree, tries):
     return series
 
 
-def measure_rerun(ctx, tree, tries):
-    """`snakemake` again in the folder of the last completed full run: nothing to do."""
+def measure_rerun(ctx, tree, tries, folder):
+    """`snakemake` again in ``folder``, a completed full run's: nothing to do."""
     n = tree.images
     series = Series(f"nothing-to-do rerun, {n:,} images", n)
-    folder = ctx.folder("runs", f"workflow-{n}")
     for attempt in range(tries + 1):
         log = ctx.log(f"rerun-{n}-{attempt}")
         run = run_measured(ctx.snakemake(tree), folder, log)
@@ -793,7 +800,8 @@ def main(argv=None):
     ctx.slurm.check(f"{tree.images:,} images")
     dry = measure_dry_run(ctx, tree, tries=3)
     small = measure_full_runs(ctx, tree, args.repeat)
-    rerun = measure_rerun(ctx, tree, tries=3)
+    last_run = ctx.folder("runs", f"workflow-{tree.images}-{args.repeat}")
+    rerun = measure_rerun(ctx, tree, tries=3, folder=last_run)
 
     large = large_dry = None
     if not args.skip_large:
