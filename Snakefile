@@ -17,6 +17,7 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+from imagestats.progress import ProgressMonitor  # noqa: E402
 from imagestats.workflow import (  # noqa: E402
     PlanError,
     config_problem,
@@ -36,8 +37,6 @@ except WorkflowError as e:  # one line that names the key, not a schema dump
 
 PLAN = plan_for_workflow(workflow, config, "results/plan")
 PYTHON = python_for_shell(workflow)
-
-from imagestats.progress import ProgressMonitor  # noqa: E402
 
 # Snakemake counts shards; people wait on images. Only the main process of
 # a real run calls onstart, so cluster jobs and dry runs never watch.
