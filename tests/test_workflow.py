@@ -301,16 +301,21 @@ def kill_a_job(workdir, proc, timeout=60):
 def test_interrupted_run_resumes_to_the_same_csv(medium_tree, tmp_path, how):
     reference_run = tmp_path / "reference"
     run(reference_run, medium_tree, per_job=20)
-    work = tmp_path / "work"
-    proc = start(work, medium_tree, per_job=20)
-    wait_for_tables(work, 5, proc)
-    if how == "ctrl-c":
-        proc.send_signal(signal.SIGINT)
-    elif how == "kill -9 snakemake":
-        proc.kill()
-    else:  # a job dies under a running Snakemake, as when a node is lost
-        kill_a_job(work, proc)
-    proc.wait(timeout=120)
+    for attempt in range(3):
+        work = tmp_path / f"work{attempt}"
+        proc = start(work, medium_tree, per_job=20)
+        wait_for_tables(work, 5, proc)
+        if how == "ctrl-c":
+            proc.send_signal(signal.SIGINT)
+        elif how == "kill -9 snakemake":
+            proc.kill()
+        else:  # a job dies under a running Snakemake, as when a node is lost
+            kill_a_job(work, proc)
+        proc.wait(timeout=120)
+        # A job killed after its table was renamed into place, while Python
+        # was exiting, still succeeds: then nothing was interrupted; again.
+        if how != "kill -9 a job" or proc.returncode != 0:
+            break
     done = shard_tables(work)
     assert len(done) < len(list((work / "results/plan").glob("*.jsonl")))
     assert not (work / "results" / "stats.csv").exists()
