@@ -1,9 +1,9 @@
 """Join shard tables into one table: one row per image, sorted by path."""
 
-import os
 
 import pandas as pd
 
+from .atomic import replaced
 from .measure import COLUMNS, INT_COLUMNS
 from .shard import read_table
 
@@ -36,8 +36,7 @@ def stats_frame(table_files, expected_images):
 
 def write_csv(frame, out):
     """Write the CSV atomically; file names keep their exact bytes."""
-    tmp = f"{out}.tmp{os.getpid()}"
     # Default float formatting is repr: the shortest text that reads back
     # as the same double, so every mean is exact.
-    frame.to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape")
-    os.replace(tmp, out)
+    with replaced(out) as tmp:
+        frame.to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape")

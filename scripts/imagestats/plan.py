@@ -19,6 +19,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from .atomic import replaced
+
 
 class ConfigError(Exception):
     """The configuration cannot work; the message says what to change."""
@@ -284,10 +286,9 @@ def write_if_changed(file, text):
                 return False
     except FileNotFoundError:
         pass
-    tmp = f"{file}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, file)
+    with replaced(file) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
     return True
 
 

@@ -17,6 +17,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from .atomic import replaced
 from .summary import IQR_FACTOR, outlier_fences
 
 WIDTH, HEIGHT = 16, 9  # inches
@@ -33,9 +34,8 @@ def _figure(dpi, height=HEIGHT):
 
 
 def _save(fig, out):
-    tmp = f"{out}.tmp{os.getpid()}.png"
-    fig.savefig(tmp)
-    os.replace(tmp, out)
+    with replaced(out) as tmp:
+        fig.savefig(tmp, format="png")  # the temporary name has no .png ending
 
 
 def _classes(stats):

@@ -11,19 +11,13 @@ import json
 import os
 import time
 
+from .atomic import write_text
 from .measure import configure, measure
 from .plan import read_shard_list, stats_file_key
 
 
 class ImageFailed(Exception):
     """Raised with on_error=fail: the message names the file."""
-
-
-def write_text_atomic(file, text):
-    tmp = f"{file}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write(text)
-    os.replace(tmp, file)
 
 
 def stats_file(images_dir, path):
@@ -60,7 +54,7 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
         with open(out, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(line + "\n")
         lines.append(line)
-    write_text_atomic(table_file, "".join(line + "\n" for line in lines))
+    write_text(table_file, "".join(line + "\n" for line in lines))
     seconds = time.perf_counter() - start
     print(
         f"{len(entries)} images, {errors} errors, {seconds:.2f} s "

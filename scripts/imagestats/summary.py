@@ -8,11 +8,11 @@ download.
 """
 
 import html
-import os
 
 import pandas as pd
 
 from .aggregate import write_csv
+from .atomic import write_text
 from .measure import COLUMNS, INT_COLUMNS
 
 OVERALL = "ALL"  # class of the row that summarizes all images
@@ -215,13 +215,6 @@ def errors_html(errors, images):
     return _page("Images with errors", body)
 
 
-def write_text_atomic(file, text):
-    tmp = f"{file}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, file)
-
-
 def write_summary(stats_csv, summary_csv, errors_csv, summary_page, errors_page,
                   factor=IQR_FACTOR):  # fmt: skip
     """Everything the summarize_stats rule writes; returns (summary, errors)."""
@@ -230,6 +223,6 @@ def write_summary(stats_csv, summary_csv, errors_csv, summary_page, errors_page,
     errors = errors_frame(stats)
     write_csv(summary, summary_csv)
     write_csv(errors, errors_csv)
-    write_text_atomic(summary_page, summary_html(summary, factor))
-    write_text_atomic(errors_page, errors_html(errors, len(stats)))
+    write_text(summary_page, summary_html(summary, factor))
+    write_text(errors_page, errors_html(errors, len(stats)))
     return summary, errors
