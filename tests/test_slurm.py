@@ -9,7 +9,6 @@ them, except in CI (CI=true), where a missing cluster fails the run.
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time

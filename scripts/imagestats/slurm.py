@@ -14,13 +14,10 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
-# The Snakemake group of the image_stats jobs; the profile's
-# group-components for it is how many shards one Slurm job runs.
+# The rule that measures shards and its Snakemake group; the profile's
+# group-components for the group is how many shards one Slurm job runs.
+SHARD_RULE = "image_stats"
 SHARD_GROUP = "shards"
-
-# Rules that run as one Slurm job each after the shards (not local rules).
-FINAL_RULES = ("aggregate_stats", "summarize_stats", "plot_stats")
-
 
 @dataclass
 class Limit:
@@ -39,6 +36,7 @@ class SlurmPlan:
     per_slurm_job: int  # group-components of the shards group
     jobs: int  # the profile's jobs: most Slurm jobs queued + running at once
     account: str
+    final_rules: tuple = ()  # rules after the shards, one Slurm job each
     limits: list = field(default_factory=list)
     source: str = ""  # where the limits come from
     notes: list = field(default_factory=list)
@@ -49,12 +47,13 @@ class SlurmPlan:
 
     @property
     def slurm_jobs(self):
-        return self.shard_jobs + len(FINAL_RULES)
+        return self.shard_jobs + len(self.final_rules)
 
     @property
     def most_in_flight(self):
-        # shard jobs are independent; the final rules run after them (two at once)
-        return min(self.jobs, max(self.shard_jobs, len(FINAL_RULES) - 1))
+        # shard jobs are independent; the final rules run after them, all but
+        # the first (aggregate_stats, which the others read) at once
+        return min(self.jobs, max(self.shard_jobs, len(self.final_rules) - 1))
 
     @property
     def headroom(self):
@@ -74,7 +73,7 @@ class SlurmPlan:
             f"  shards             {self.shards:,} of {self.smallest:,}-{self.largest:,} images"
             f" (images_per_job: {self.images_per_job:,})",
             f"  Slurm jobs         {self.slurm_jobs:,}: {self.shard_jobs:,} image_stats job(s) of up to"
-            f" {self.per_slurm_job} shard(s) + {len(FINAL_RULES)} ({', '.join(FINAL_RULES)})",
+            f" {self.per_slurm_job} shard(s) + {len(self.final_rules)} ({', '.join(self.final_rules)})",
             f"  most in flight     {self.most_in_flight:,} (jobs: {self.jobs})",
         ]
         if self.limits:
@@ -133,7 +132,7 @@ def live_limits(account, user=None):
     accounting does not answer."""
     user = user or getpass.getuser()
     assoc = _run(
-        ["sacctmgr", "-n", "-P", "show", "assoc", f"where", f"account={account}",
+        ["sacctmgr", "-n", "-P", "show", "assoc", "where", f"account={account}",
          "format=User,MaxSubmit,GrpSubmit,QOS"]
     )  # fmt: skip
     if assoc is None:
@@ -166,8 +165,10 @@ def live_limits(account, user=None):
     return limits
 
 
-def make_slurm_plan(summary, jobs, account, configured_limit, per_slurm_job, live=live_limits):
-    """The plan for a run with the shards in ``summary`` (a PlanSummary)."""
+def make_slurm_plan(summary, jobs, account, configured_limit, per_slurm_job, final_rules,
+                    live=live_limits):  # fmt: skip
+    """The plan for a run with the shards in ``summary`` (a PlanSummary) and
+    ``final_rules`` after them (the workflow's other non-local rules)."""
     sizes = list(summary.shards.values()) or [0]
     plan = SlurmPlan(
         images=summary.images,
@@ -178,6 +179,7 @@ def make_slurm_plan(summary, jobs, account, configured_limit, per_slurm_job, liv
         per_slurm_job=per_slurm_job,
         jobs=jobs,
         account=account,
+        final_rules=tuple(final_rules),
     )
     found = live(account) if account else None
     if found is not None:

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 
 from .plan import ConfigError, make_plan, read_plan_index, write_plan
-from .slurm import SHARD_GROUP, make_slurm_plan
+from .slurm import SHARD_GROUP, SHARD_RULE, make_slurm_plan
 
 
 @dataclass
@@ -74,7 +74,17 @@ def check_slurm_plan(workflow, summary, account, limit):
     """Print the Slurm plan; stop the run if Slurm would refuse a submission."""
     jobs = workflow.resource_settings.nodes or 1
     per_job = workflow.group_settings.group_components.get(SHARD_GROUP, 1)
-    slurm_plan = make_slurm_plan(summary, jobs, account, limit, per_job)
+    # Every other rule that runs something and is not a local rule becomes one
+    # Slurm job. workflow.is_local() says True for all rules in a dry run (the
+    # dry-run executor is local), so this asks the rule-level half of it;
+    # Snakemake keeps the localrules set only as a private attribute.
+    local = getattr(workflow, "_localrules", set())
+    final_rules = [
+        rule.name for rule in workflow.rules
+        if rule.name != SHARD_RULE and rule.name not in local
+        and not rule.norun and not rule.is_template_engine
+    ]  # fmt: skip
+    slurm_plan = make_slurm_plan(summary, jobs, account, limit, per_job, final_rules)
     print(slurm_plan.describe(), file=sys.stderr)
     if not slurm_plan.fits:
         raise PlanError(slurm_plan.verdict())
