@@ -30,6 +30,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import platform
 import shutil
 import statistics
@@ -602,17 +603,36 @@ def _same_json(results, baseline, rel):
     return x == y or json.loads(x) == json.loads(y)
 
 
-def job_timeline(folder, run, cores):
-    """Where a full run's time went, from the jobs' benchmark files: each holds the
-    job's duration and is written as the job ends (its mtime), which places every
-    job in the run. What is left when no job runs is Snakemake's own time."""
-    jobs, per_rule = [], {}
+SHARD_LOG_SECONDS = re.compile(r"^\d+ images, \d+ errors, ([0-9.]+) s ", re.MULTILINE)
+
+
+def finished_jobs(folder):
+    """(rule, seconds, end time) of every job of a run.
+
+    Rules with `benchmark:` leave a file holding the job's duration, written
+    as the job ends (its mtime). image_stats has none (its monitor costs too
+    much per shard); its log ends with the shard's measuring time and is
+    closed as the job ends. That misses the shard process's start (~0.1 s).
+    """
     bench = os.path.join(folder, "benchmarks")
     for path in glob.glob(os.path.join(bench, "**", "*.tsv"), recursive=True):
         with open(path, newline="") as f:
             seconds = sum(float(row["s"]) for row in csv.DictReader(f, delimiter="\t"))
         rule = os.path.relpath(path, bench).split(os.sep)[0].removesuffix(".tsv")
-        end = os.stat(path).st_mtime
+        yield rule, seconds, os.stat(path).st_mtime
+    for path in glob.glob(os.path.join(folder, "logs", "image_stats", "*.log")):
+        with open(path, errors="replace") as f:
+            found = SHARD_LOG_SECONDS.findall(f.read())
+        if found:
+            yield "image_stats", float(found[-1]), os.stat(path).st_mtime
+
+
+def job_timeline(folder, run, cores):
+    """Where a full run's time went: every job placed in the run by its end
+    time and duration (finished_jobs). What is left when no job runs is
+    Snakemake's own time."""
+    jobs, per_rule = [], {}
+    for rule, seconds, end in finished_jobs(folder):
         jobs.append((end - seconds, end))
         count, total = per_rule.get(rule, (0, 0.0))
         per_rule[rule] = (count + 1, total + seconds)
