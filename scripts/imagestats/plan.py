@@ -43,10 +43,6 @@ class Plan:
     images_per_job: int
     shards: dict = field(default_factory=dict)  # name -> [Entry], sorted by path
 
-    @property
-    def largest_shard(self):
-        return max((len(v) for v in self.shards.values()), default=0)
-
 
 # ---------------------------------------------------------------- inputs
 
