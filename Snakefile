@@ -16,7 +16,8 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-sys.path.insert(0, os.path.join(workflow.basedir, "scripts"))
+SCRIPTS = os.path.join(workflow.basedir, "scripts")
+sys.path.insert(0, SCRIPTS)
 from imagestats.progress import ProgressMonitor  # noqa: E402
 from imagestats.workflow import (  # noqa: E402
     PlanError,
@@ -36,6 +37,9 @@ except WorkflowError as e:  # one line that names the key, not a schema dump
     raise PlanError(config_problem(e)) from None
 
 PLAN = plan_for_workflow(workflow, config, "results/plan")
+# Every rule runs its script as a command (shell:) rather than with script:,
+# which first imports Snakemake to unpickle the job: ~0.25 s of CPU per job,
+# and the jobs after the shards are the part of a run nothing overlaps.
 PYTHON = python_for_shell(workflow)
 
 # Snakemake counts shards; people wait on images. Only the main process of
@@ -91,12 +95,11 @@ rule image_stats:
         "envs/imagestats.yaml"
     params:
         python=PYTHON,
-        script=os.path.join(workflow.basedir, "scripts/image_stats.py"),
+        script=f"{SCRIPTS}/image_stats.py",
         images_dir="results/images",
         on_error=config["on_error"],
         max_image_pixels=config["max_image_pixels"],
     shell:
-        # shell, not script: a script job imports Snakemake (~0.25 s CPU per shard)
         "{params.python:q} {params.script:q} {input:q} {output:q} --images-dir {params.images_dir:q}"
         " --on-error {params.on_error} --max-image-pixels {params.max_image_pixels}"
         " 2> {log:q}"
@@ -104,6 +107,9 @@ rule image_stats:
 
 rule aggregate_stats:
     input:
+        # The command reads the table names from the plan index: with
+        # images_per_job 1 they would not fit on one command line.
+        index="results/plan/index.json",
         tables=expand("results/shards/{shard}.jsonl", shard=PLAN.shards),
     output:
         csv="results/stats.csv",
@@ -114,9 +120,11 @@ rule aggregate_stats:
     conda:
         "envs/imagestats.yaml"
     params:
-        expected_images=PLAN.images,
-    script:
-        "scripts/aggregate_stats.py"
+        python=PYTHON,
+        script=f"{SCRIPTS}/aggregate_stats.py",
+    shell:
+        "{params.python:q} {params.script:q} results/plan results/shards"
+        " --csv {output.csv:q} 2> {log:q}"
 
 
 rule summarize_stats:
@@ -157,13 +165,23 @@ rule summarize_stats:
     resources:
         mem_mb=2000,
         runtime=10,
-    script:
-        "scripts/summarize_stats.py"
+    params:
+        python=PYTHON,
+        script=f"{SCRIPTS}/summarize_stats.py",
+    shell:
+        "{params.python:q} {params.script:q} {input.csv:q}"
+        " --summary {output.summary:q} --errors {output.errors:q}"
+        " --summary-html {output.summary_html:q} --errors-html {output.errors_html:q}"
+        " 2> {log:q}"
 
 
 rule plot_stats:
     input:
-        csv="results/stats.csv",
+        # The shard tables, not stats.csv: the figures then draw beside
+        # aggregate_stats instead of after it (they are the longest job
+        # after the shards).
+        index="results/plan/index.json",
+        tables=expand("results/shards/{shard}.jsonl", shard=PLAN.shards),
     output:
         brightness_by_class=report(
             "results/plots/brightness_by_class.png",
@@ -193,7 +211,12 @@ rule plot_stats:
         mem_mb=2000,
         runtime=10,
     params:
+        python=PYTHON,
+        script=f"{SCRIPTS}/plot_stats.py",
         dpi=100,
         max_labels=3,
-    script:
-        "scripts/plot_stats.py"
+    shell:
+        "{params.python:q} {params.script:q} results/plan results/shards"
+        " --brightness-by-class {output.brightness_by_class:q}"
+        " --min-max {output.min_max:q} --outliers {output.outliers:q}"
+        " --dpi {params.dpi} --max-labels {params.max_labels} 2> {log:q}"

@@ -1,15 +1,36 @@
-"""Join the shard tables into results/stats.csv (the aggregate_stats rule)."""
+#!/usr/bin/env python3
+"""Join the shard tables of a plan into stats.csv (the aggregate_stats rule).
 
+    aggregate_stats.py PLAN_DIR TABLES_DIR --csv results/stats.csv
+
+A thin command-line shell around imagestats.aggregate, run by `shell:` for
+the reason image_stats.py gives: a `script:` job first imports Snakemake,
+and this job is on every run's critical path. Messages go to stderr.
+"""
+
+import argparse
+import os
 import sys
 
-from imagestats.aggregate import AggregateError, stats_frame, write_csv
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (injected by Snakemake)
+from imagestats.aggregate import AggregateError, plan_frame, write_csv  # noqa: E402
 
-try:
-    frame = stats_frame(snakemake.input.tables, snakemake.params.expected_images)  # noqa: F821
-except AggregateError as e:
-    sys.exit(f"aggregate_stats: {e}")
-write_csv(frame, snakemake.output.csv)  # noqa: F821
-errors = int((frame["error"] != "").sum())
-print(f"{len(frame)} images, {errors} with errors -> {snakemake.output.csv}", file=sys.stderr)  # noqa: F821
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
+    parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
+    parser.add_argument("--csv", required=True, help="CSV to write")
+    args = parser.parse_args(argv)
+    try:
+        frame = plan_frame(args.plan_dir, args.tables_dir)
+    except (AggregateError, OSError) as e:
+        sys.exit(f"aggregate_stats: {e}")
+    write_csv(frame, args.csv)
+    errors = int((frame["error"] != "").sum())
+    print(f"{len(frame)} images, {errors} with errors -> {args.csv}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,13 +1,42 @@
-"""Draw the workflow's figures from stats.csv (the plot_stats rule)."""
+#!/usr/bin/env python3
+"""Draw the workflow's figures (the plot_stats rule).
 
+    plot_stats.py PLAN_DIR TABLES_DIR --brightness-by-class F --min-max F --outliers F
+                  [--dpi 100] [--max-labels 3]
+
+Reads the shard tables, not stats.csv, so that it runs beside
+aggregate_stats instead of after it: the figures are the longest job after
+the shards. A thin command-line shell around imagestats.plots, run by
+`shell:` (no Snakemake import per job). Messages go to stderr.
+"""
+
+import argparse
+import os
 import sys
 
-from imagestats.plots import draw_all
-from imagestats.summary import read_stats
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (injected by Snakemake)
+from imagestats.aggregate import AggregateError, plan_frame  # noqa: E402
+from imagestats.plots import FIGURES, draw_all  # noqa: E402
 
-params, outputs = snakemake.params, dict(snakemake.output.items())  # noqa: F821
-stats = read_stats(snakemake.input.csv)  # noqa: F821
-draw_all(stats, outputs, params.dpi, params.max_labels)
-print(f"{len(stats)} images -> {', '.join(outputs.values())}", file=sys.stderr)
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
+    parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
+    for name in FIGURES:
+        parser.add_argument(f"--{name.replace('_', '-')}", required=True, help="PNG to write")
+    parser.add_argument("--dpi", type=int, default=100)
+    parser.add_argument("--max-labels", type=int, default=3, help="outliers named per class")
+    args = parser.parse_args(argv)
+    try:
+        stats = plan_frame(args.plan_dir, args.tables_dir)
+    except (AggregateError, OSError) as e:
+        sys.exit(f"plot_stats: {e}")
+    outputs = {name: getattr(args, name) for name in FIGURES}
+    draw_all(stats, outputs, args.dpi, args.max_labels)
+    print(f"{len(stats)} images -> {', '.join(outputs.values())}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,15 +1,34 @@
 """Join shard tables into one table: one row per image, sorted by path."""
 
+import os
 
 import pandas as pd
 
 from .atomic import replaced
 from .measure import COLUMNS, INT_COLUMNS
+from .plan import read_plan_index
 from .shard import read_table
 
 
 class AggregateError(Exception):
     pass
+
+
+def plan_tables(plan_dir, tables_dir):
+    """(the plan's shard tables, how many images the plan holds).
+
+    Commands that read every table take the plan folder rather than the
+    tables themselves: with images_per_job 1 a run has one table per image,
+    too many names for one command line.
+    """
+    index = read_plan_index(plan_dir)
+    tables = [os.path.join(tables_dir, f"{name}.jsonl") for name in index["shards"]]
+    return tables, index["images"]
+
+
+def plan_frame(plan_dir, tables_dir):
+    """stats_frame of every table of the plan in ``plan_dir``."""
+    return stats_frame(*plan_tables(plan_dir, tables_dir))
 
 
 def stats_frame(table_files, expected_images):

@@ -245,6 +245,9 @@ def outliers(stats, out, dpi=100, max_labels=3, seed=0):
     _save(fig, out)
 
 
+FIGURES = ("brightness_by_class", "min_max", "outliers")
+
+
 def draw_all(stats, outputs, dpi=100, max_labels=3):
     """The three figures; ``outputs`` maps their names to files."""
     brightness_by_class(stats, outputs["brightness_by_class"], dpi)
