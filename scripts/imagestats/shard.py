@@ -16,6 +16,11 @@ from .measure import configure, measure
 from .plan import read_shard_list, stats_file_key
 
 
+# json.dumps(row, ensure_ascii=False) builds a new encoder on every call;
+# one encoder for the whole shard gives the same text.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 class ImageFailed(Exception):
     """Raised with on_error=fail: the message names the file."""
 
@@ -45,7 +50,7 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
                     "Fix or remove the file, or set on_error: record to record "
                     "the error in stats.csv and go on."
                 )
-        line = json.dumps(row, ensure_ascii=False)
+        line = _encode(row)
         out = stats_file(images_dir, entry.path)
         folder = os.path.dirname(out)
         if folder not in made:  # one makedirs per folder, not per image
