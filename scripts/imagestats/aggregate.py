@@ -33,7 +33,15 @@ def plan_frame(plan_dir, tables_dir):
 
 def stats_frame(table_files, expected_images):
     """A DataFrame of all rows; checks that no image is missing or doubled."""
-    rows = [row for file in table_files for row in read_table(file)]
+    rows = []
+    for file in table_files:
+        try:
+            rows.extend(read_table(file))
+        except FileNotFoundError:
+            raise AggregateError(
+                f"shard table {file} is missing: rerun the workflow, which measures "
+                "that shard again"
+            ) from None
     frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
     doubled = frame["path"][frame["path"].duplicated()].tolist()
     if doubled:
