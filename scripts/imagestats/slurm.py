@@ -52,7 +52,8 @@ class SlurmPlan:
     @property
     def most_in_flight(self):
         # shard jobs are independent; the final rules run after them, all but
-        # the first (aggregate_stats, which the others read) at once
+        # one at once (summarize_stats waits for aggregate_stats' CSV, while
+        # plot_stats reads the shard tables and runs beside either)
         return min(self.jobs, max(self.shard_jobs, len(self.final_rules) - 1))
 
     @property
