@@ -18,8 +18,8 @@ cached under --work):
   * a dry run (-n) planning from scratch, and a nothing-to-do rerun (warm, best of 3);
   * 270,000 images (--skip-large to skip): dry run time and memory, and full runs of both
     to see whether time per image stays the same (linearity).
-Before the full runs it waits until creating files is fast again after the
-previous runs' outputs were deleted (see settle_disk). Each command runs as a child process, so wall time and peak RSS (of the largest process
+Earlier runs' folders are moved aside and deleted only after the last measurement
+(see Context.fresh). Each command runs as a child process, so wall time and peak RSS (of the largest process
 in the command's tree) are measured the same way for both. It prints figures and a
 Markdown table with a verdict per target; it never fails on a missed target.
 """
@@ -302,54 +302,28 @@ def run_measured(cmd, cwd, log_path):
     return Run(wall, rss_kb, started)
 
 
-def fresh_folder(path):
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-
-
-# File creation after deleting tens of thousands of files: on these machines
-# (ext4 mounted with discard) creating a small file cost 0.04-0.07 ms normally
-# but 0.4-1 ms for a minute or more after a large delete, all of it system
-# CPU, for the pool and the workflow alike. Runs wait until it is fast again.
-SETTLED_MS_PER_1000 = 150.0
-SETTLE_MAX_S = 120.0
-
-
-def file_creation_ms(folder, files=500):
-    """Milliseconds per 1,000 small files created in ``folder`` (left in place:
-    deleting them would slow the disk down again)."""
-    os.makedirs(folder)
-    start = time.perf_counter()
-    for i in range(files):
-        with open(os.path.join(folder, f"{i}.json"), "w") as f:
-            f.write('{"probe": 1}\n')
-    return (time.perf_counter() - start) * 1e6 / files
-
-
-def settle_disk(ctx):
-    """Wait (up to SETTLE_MAX_S) until creating files is as fast as it normally is."""
-    os.sync()
-    start, probes = time.perf_counter(), []
-    while True:
-        probes.append(file_creation_ms(ctx.folder("settle", str(ctx.next_probe()))))
-        waited = time.perf_counter() - start
-        if probes[-1] <= SETTLED_MS_PER_1000 or waited >= SETTLE_MAX_S:
-            break
-        time.sleep(3)
-    state = "settled" if probes[-1] <= SETTLED_MS_PER_1000 else "STILL SLOW, timings include it"
-    say(f"  disk: {probes[-1]:.0f} ms per 1,000 new files after {waited:.0f} s ({state}; "
-        f"{len(probes)} probe{'s' if len(probes) > 1 else ''})")  # fmt: skip
+# Deleting tens of thousands of files makes creating files slow on these
+# machines (ext4 mounted with discard): 0.4-1 ms of system CPU per small file
+# instead of 0.04-0.07 ms, for a minute or more. Deleting the previous runs'
+# outputs before the full runs put the first runs in that window (workflow
+# runs there took up to 1.7x the later ones). Old folders are therefore moved
+# aside (a rename) and deleted only after the last measurement.
 
 
 @dataclass
 class Context:
     args: argparse.Namespace
     slurm: SlurmWatch
-    probes: int = 0
 
-    def next_probe(self):
-        self.probes += 1
-        return self.probes
+    def fresh(self, path):
+        """An empty folder at ``path``; what was there goes to the trash."""
+        if os.path.lexists(path):
+            trash = self.folder("trash", "")
+            os.rename(path, os.path.join(trash, f"{len(os.listdir(trash))}"))
+        os.makedirs(path)
+
+    def empty_trash(self):
+        shutil.rmtree(self.folder("trash", ""), ignore_errors=True)
 
     def folder(self, *parts):
         path = os.path.join(self.args.work, *parts)
@@ -522,8 +496,8 @@ def measure_full_runs(ctx, tree, repeat):
         for kind in ("baseline", "workflow") for i in range(repeat)
     }  # fmt: skip
     for folder in folders.values():
-        fresh_folder(folder)
-    settle_disk(ctx)
+        ctx.fresh(folder)
+    os.sync()
     for i in range(repeat):
         bl_dir, wf_dir = folders["baseline", i], folders["workflow", i]
         steps = [(baseline, run_baseline, bl_dir), (workflow, run_workflow, wf_dir)]
@@ -547,7 +521,7 @@ def measure_dry_run(ctx, tree, tries):
     series = Series(f"dry run, {tree.images:,} images", tree.images)
     folder = ctx.folder("runs", f"dryrun-{tree.images}")
     for attempt in range(tries + 1):  # the first call warms up and is not counted
-        fresh_folder(folder)
+        ctx.fresh(folder)
         run = run_measured(
             ctx.snakemake(tree, "-n"), folder, ctx.log(f"dryrun-{tree.images}-{attempt}")
         )
@@ -841,7 +815,7 @@ def main(argv=None):
         baseline_main(*args.baseline_child, args.cores)
         return
     ctx = Context(args, SlurmWatch())
-    fresh_folder(ctx.folder("settle", ""))
+    ctx.empty_trash()  # left by an interrupted benchmark; before the warm-up, not in a run
     say("# imagestats benchmark")
     for line in machine_lines() + version_lines():
         say(line)
@@ -874,7 +848,7 @@ def main(argv=None):
         large = measure_full_runs(ctx, big, args.large_repeat)
 
     ctx.slurm.check("end")
-    shutil.rmtree(ctx.folder("settle", ""), ignore_errors=True)  # after the last measurement
+    ctx.empty_trash()  # after the last measurement
     say("\n## Summary")
     for line in machine_lines():
         say(line)
