@@ -304,9 +304,9 @@ def write_if_changed(file, text):
     return True
 
 
-def write_plan(plan, plan_dir, **extra):
-    """Write one list per shard and an index (with ``extra`` keys); drop
-    lists of vanished shards."""
+def write_plan(plan, plan_dir):
+    """Write one list per shard and an index; drop lists of vanished
+    shards. Returns the index (a dict, as read_plan_index gives it)."""
     os.makedirs(plan_dir, exist_ok=True)
     for name, entries in plan.shards.items():
         write_if_changed(os.path.join(plan_dir, f"{name}.jsonl"), shard_list_text(entries))
@@ -315,13 +315,13 @@ def write_plan(plan, plan_dir, **extra):
         "images": len(plan.entries),
         "images_per_job": plan.images_per_job,
         "shards": {name: len(v) for name, v in plan.shards.items()},
-        **extra,
     }
     write_if_changed(os.path.join(plan_dir, "index.json"), json.dumps(index, indent=1) + "\n")
     current = {f"{name}.jsonl" for name in plan.shards}
     for old in os.listdir(plan_dir):
         if old.endswith(".jsonl") and old not in current:
             os.remove(os.path.join(plan_dir, old))
+    return index
 
 
 def read_plan_index(plan_dir):

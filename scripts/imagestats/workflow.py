@@ -16,6 +16,8 @@ from .slurm import SHARD_GROUP, SHARD_RULE, make_slurm_plan
 
 @dataclass
 class PlanSummary:
+    """The plan's index (plan.write_plan), which every process can read."""
+
     source: str
     images: int
     images_per_job: int
@@ -50,19 +52,12 @@ class PlanError(Exception):
 
 def plan_for_workflow(workflow, config, plan_dir):
     if not workflow.is_main_process:
-        index = read_plan_index(plan_dir)
-        return PlanSummary(index["source"], index["images"], index["images_per_job"], index["shards"])
+        return PlanSummary(**read_plan_index(plan_dir))
     try:
         plan = make_plan(config)
     except ConfigError as e:
         raise PlanError(str(e)) from None
-    write_plan(plan, plan_dir)
-    summary = PlanSummary(
-        plan.source,
-        len(plan.entries),
-        plan.images_per_job,
-        {name: len(entries) for name, entries in plan.shards.items()},
-    )
+    summary = PlanSummary(**write_plan(plan, plan_dir))
     print(summary.describe(), file=sys.stderr)
     slurm = slurm_settings(workflow)
     if slurm is not None:
