@@ -22,7 +22,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .atomic import replaced
-from .summary import IQR_FACTOR, outlier_fences
+from .summary import IQR_FACTOR, outlier_fences, outlier_mask
 
 WIDTH, HEIGHT = 16, 9  # inches
 SCALE = (0, 255)
@@ -208,7 +208,7 @@ def outliers(stats, out, dpi=100, max_labels=3, seed=0):
         jitter = y + rng.uniform(-0.3, 0.3, len(rows))
         if len(rows):
             low, high = outlier_fences(means)
-            bad = ((means < low) | (means > high)).to_numpy()
+            bad = outlier_mask(means).to_numpy()
             # Alpha falls with the number of points so thousands stay readable.
             alpha = min(0.8, max(0.15, 60 / max(1, (~bad).sum())))
             strip.scatter(means[~bad], jitter[~bad], s=5, color=OK_COLOUR,
