@@ -14,13 +14,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imagestats.aggregate import AggregateError, plan_frame, write_csv  # noqa: E402
+from imagestats.aggregate import (  # noqa: E402
+    AggregateError,
+    add_plan_arguments,
+    plan_frame,
+    write_csv,
+)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
-    parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
+    add_plan_arguments(parser)
     parser.add_argument("--csv", required=True, help="CSV to write")
     args = parser.parse_args(argv)
     try:

@@ -16,14 +16,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imagestats.aggregate import AggregateError, plan_frame  # noqa: E402
+from imagestats.aggregate import AggregateError, add_plan_arguments, plan_frame  # noqa: E402
 from imagestats.plots import FIGURES, draw_all  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
-    parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
+    add_plan_arguments(parser)
     for name in FIGURES:
         parser.add_argument(f"--{name.replace('_', '-')}", required=True, help="PNG to write")
     parser.add_argument("--dpi", type=int, default=100)

@@ -21,9 +21,21 @@ def plan_tables(plan_dir, tables_dir):
     tables themselves: with images_per_job 1 a run has one table per image,
     too many names for one command line.
     """
-    index = read_plan_index(plan_dir)
+    try:
+        index = read_plan_index(plan_dir)
+    except FileNotFoundError:
+        raise AggregateError(
+            f"the plan index in {plan_dir} is missing: rerun the workflow, which plans again"
+        ) from None
     tables = [os.path.join(tables_dir, f"{name}.jsonl") for name in index["shards"]]
     return tables, index["images"]
+
+
+def add_plan_arguments(parser):
+    """The PLAN_DIR TABLES_DIR arguments of the commands that read a plan's
+    tables (plan_frame): aggregate_stats.py and plot_stats.py."""
+    parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
+    parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
 
 
 def plan_frame(plan_dir, tables_dir):
