@@ -3,8 +3,9 @@
 # images --plan--> results/plan/<shard>.jsonl      (parse time: which images, which shard)
 #        --image_stats--> results/shards/<shard>.jsonl + results/images/<path>.json
 #        --aggregate_stats--> results/stats.csv
-#        --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views)
-#        --plot_stats--> results/plots/*.png      (snakemake --report report.html)
+#            --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views)
+#        --plot_stats--> results/plots/*.png      (from the shard tables, beside aggregate_stats;
+#                                                  snakemake --report report.html)
 #
 # One job measures a whole shard (up to images_per_job images): a job costs
 # 10-150 ms locally and over a second on Slurm, measuring an image ~0.2 ms.
