@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageStat
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -45,6 +46,25 @@ def snakemake(workdir, *args, config=(), check=True, timeout=600, env=None):
             f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
         )
     return result
+
+
+def reference(file):
+    """What the cluster guide computes for one image: the oracle for every number."""
+    with Image.open(file) as image:
+        stat = ImageStat.Stat(image.convert("L"))
+    ((low, high),) = stat.extrema
+    return low, high, stat.mean[0], stat.median[0]
+
+
+def check_png(file):
+    """A complete PNG of about the figures' size (16 x 9 in at 100 dpi)."""
+    with Image.open(file) as im:
+        assert im.format == "PNG"
+        im.verify()
+    with Image.open(file) as im:
+        width, height = im.size
+    assert 1200 <= width <= 2400 and 700 <= height <= 1400, (file, im.size)
+    assert 10_000 < file.stat().st_size < 3_000_000
 
 
 def read_stats(workdir):

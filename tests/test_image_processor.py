@@ -3,8 +3,7 @@
 import subprocess
 import sys
 
-from conftest import SCRIPTS
-from test_measure import reference
+from conftest import SCRIPTS, reference
 
 
 def run(*args):

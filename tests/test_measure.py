@@ -4,8 +4,9 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image, ImageStat
+from PIL import Image
 
+from conftest import reference
 from imagestats.measure import COLUMNS, configure, measure
 
 
@@ -16,13 +17,6 @@ def pillow_limits():
     configure(89478485)
     yield
     Image.MAX_IMAGE_PIXELS = saved
-
-
-def reference(file):
-    """What the cluster guide computes for one image."""
-    stat = ImageStat.Stat(Image.open(file).convert("L"))
-    (low, high), = stat.extrema
-    return low, high, stat.mean[0], stat.median[0]
 
 
 def noise(shape, dtype=np.uint8, high=256, seed=0):

@@ -18,12 +18,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO, SCRIPTS, generate, snakemake
-
-sys.path.insert(0, str(SCRIPTS))
-
-from imagestats import plots, summary  # noqa: E402
-from imagestats.progress import ProgressMonitor, format_duration  # noqa: E402
+from conftest import REPO, check_png, generate, snakemake
+from imagestats import plots, summary
+from imagestats.progress import ProgressMonitor, format_duration
 
 PLOTS = ("brightness_by_class", "min_max", "outliers")
 
@@ -145,16 +142,6 @@ def test_errors_csv_lists_exactly_the_broken_files(run):
 
 
 # ------------------------------------------------------------------ plots
-
-
-def check_png(file):
-    with Image.open(file) as im:
-        assert im.format == "PNG"
-        im.verify()
-    with Image.open(file) as im:
-        width, height = im.size
-    assert 1200 <= width <= 2400 and 700 <= height <= 1400, (file, im.size)
-    assert 10_000 < file.stat().st_size < 3_000_000
 
 
 def test_plots_are_valid_pngs_of_sensible_size(run):

@@ -12,8 +12,7 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import REPO, SNAKEFILE, generate, read_stats, snakemake
-from test_measure import reference
+from conftest import REPO, SNAKEFILE, generate, read_stats, reference, snakemake
 
 NUMBERS = ("min", "max", "mean", "median")
 
