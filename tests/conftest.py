@@ -56,6 +56,11 @@ def reference(file):
     return low, high, stat.mean[0], stat.median[0]
 
 
+def as_numbers(row):
+    """A stats.csv row's numbers parsed the way a user would, for exact comparison."""
+    return (int(row["min"]), int(row["max"]), float(row["mean"]), int(row["median"]))
+
+
 def check_png(file):
     """A complete PNG of about the figures' size (16 x 9 in at 100 dpi)."""
     with Image.open(file) as im:

@@ -12,14 +12,9 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import REPO, SNAKEFILE, generate, read_stats, reference, snakemake
+from conftest import REPO, SNAKEFILE, as_numbers, generate, read_stats, reference, snakemake
 
 NUMBERS = ("min", "max", "mean", "median")
-
-
-def as_numbers(row):
-    """The CSV's text parsed the way a user would, for exact comparison."""
-    return (int(row["min"]), int(row["max"]), float(row["mean"]), int(row["median"]))
 
 
 def shard_tables(workdir):
