@@ -37,6 +37,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -134,8 +135,8 @@ class Series:
 class FullRuns:
     baseline: Series
     workflow: Series
-    verification: str  # what the output comparison found
     identical: bool
+    workflow_dir: str  # the last workflow run's folder: a complete run to rerun
 
     @property
     def ratio(self):
@@ -280,8 +281,8 @@ def run_measured(cmd, cwd, log_path):
     stats_path = log_path + ".time"
     if TIME_BIN:
         cmd = [TIME_BIN, "-f", "%e,%M", "-o", stats_path, *cmd]
-    # Write back what earlier runs (or the cleanup) left dirty, so that writeback
-    # does not land in this measurement.
+    # Write back what earlier runs left dirty, so that writeback does not land
+    # in this measurement.
     os.sync()
     with open(log_path, "wb") as log:
         started, start = time.time(), time.perf_counter()
@@ -306,8 +307,10 @@ def run_measured(cmd, cwd, log_path):
 # machines (ext4 mounted with discard): 0.4-1 ms of system CPU per small file
 # instead of 0.04-0.07 ms, for a minute or more. Deleting the previous runs'
 # outputs before the full runs put the first runs in that window (workflow
-# runs there took up to 1.7x the later ones). Old folders are therefore moved
-# aside (a rename) and deleted only after the last measurement.
+# runs there took up to 1.7x the later ones). So old run folders are moved
+# aside (a rename), the trash is emptied after the last measurement, and a
+# benchmark started soon after such a delete waits before it measures.
+QUIET_AFTER_DELETE_S = 120
 
 
 @dataclass
@@ -318,12 +321,30 @@ class Context:
     def fresh(self, path):
         """An empty folder at ``path``; what was there goes to the trash."""
         if os.path.lexists(path):
-            trash = self.folder("trash", "")
-            os.rename(path, os.path.join(trash, f"{len(os.listdir(trash))}"))
+            trash = self.folder("trash")
+            os.makedirs(trash, exist_ok=True)
+            os.rename(path, tempfile.mkdtemp(dir=trash))  # replaces the empty temp folder
         os.makedirs(path)
 
     def empty_trash(self):
-        shutil.rmtree(self.folder("trash", ""), ignore_errors=True)
+        """Delete the trash and note when (see wait_after_delete)."""
+        trash = self.folder("trash")
+        if os.path.isdir(trash):
+            shutil.rmtree(trash, ignore_errors=True)
+            with open(self.folder("last-delete"), "w") as f:
+                f.write(str(time.time()))
+
+    def wait_after_delete(self):
+        """Sleep until QUIET_AFTER_DELETE_S have passed since the last big delete."""
+        try:
+            with open(self.folder("last-delete")) as f:
+                left = float(f.read()) + QUIET_AFTER_DELETE_S - time.time()
+        except (OSError, ValueError):
+            return
+        if left > 0:
+            say(f"  waiting {left:.0f} s: files were deleted {QUIET_AFTER_DELETE_S - left:.0f} s "
+                "ago, and creating files is slow for a while after that")  # fmt: skip
+            time.sleep(left)
 
     def folder(self, *parts):
         path = os.path.join(self.args.work, *parts)
@@ -488,31 +509,29 @@ def measure_full_runs(ctx, tree, repeat):
     n = tree.images
     baseline = Series(f"baseline Pool({ctx.args.cores}), {n:,} images", n)
     workflow = Series(f"workflow full run, {n:,} images", n)
-    # A folder per repetition, emptied before the timed runs start: deleting
-    # the 27,000+ files a run wrote seconds earlier kept the disk busy into the
-    # next run (the second of two same-kind runs took twice as long).
+    # A folder per repetition, made empty (ctx.fresh) before the first timed run.
     folders = {
         (kind, i): ctx.folder("runs", f"{kind}-{n}-{i + 1}")
         for kind in ("baseline", "workflow") for i in range(repeat)
     }  # fmt: skip
     for folder in folders.values():
         ctx.fresh(folder)
-    os.sync()
     for i in range(repeat):
         bl_dir, wf_dir = folders["baseline", i], folders["workflow", i]
         steps = [(baseline, run_baseline, bl_dir), (workflow, run_workflow, wf_dir)]
         for series, runner, folder in steps if i % 2 == 0 else reversed(steps):
-            run = runner(ctx, tree, folder, f"{os.path.basename(folder)}-{i + 1}")
+            run = runner(ctx, tree, folder, os.path.basename(folder))
             series.runs.append(run)
             say(
                 f"  {series.label}, run {i + 1}/{repeat}: {run.wall:.2f} s, {mb(run.rss_kb):.0f} MB"
             )
     say("  " + baseline.describe())
     say("  " + workflow.describe())
+    bl_dir, wf_dir = folders["baseline", repeat - 1], folders["workflow", repeat - 1]
     identical, verification = compare_outputs(os.path.join(wf_dir, "results"), bl_dir, n)
     say(f"  outputs: {verification}")
     say("  " + job_timeline(wf_dir, workflow.runs[-1], ctx.args.cores))
-    return FullRuns(baseline, workflow, verification, identical)
+    return FullRuns(baseline, workflow, identical, wf_dir)
 
 
 def measure_dry_run(ctx, tree, tries):
@@ -809,13 +828,23 @@ def parse_args(argv):
     return args
 
 
+def prepare(ctx, scale, copies):
+    """A phase's tree, generated or cached, warm, with nothing slowing the disk."""
+    tree = ensure_tree(ctx.args.work, scale, copies)
+    warm_up(tree)
+    ctx.wait_after_delete()
+    say(f"\n## {tree.images:,} images")
+    ctx.slurm.check(f"{tree.images:,} images")
+    return tree
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.baseline_child:
         baseline_main(*args.baseline_child, args.cores)
         return
     ctx = Context(args, SlurmWatch())
-    ctx.empty_trash()  # left by an interrupted benchmark; before the warm-up, not in a run
+    ctx.empty_trash()  # left by an interrupted benchmark
     say("# imagestats benchmark")
     for line in machine_lines() + version_lines():
         say(line)
@@ -828,22 +857,14 @@ def main(argv=None):
     ctx.slurm.check("start")
 
     scale = 0.1 if args.quick else 1.0
-    tree = ensure_tree(args.work, scale, copies=1)
-    warm_up(tree)
-
-    say(f"\n## {tree.images:,} images")
-    ctx.slurm.check(f"{tree.images:,} images")
+    tree = prepare(ctx, scale, copies=1)
     dry = measure_dry_run(ctx, tree, tries=3)
     small = measure_full_runs(ctx, tree, args.repeat)
-    last_run = ctx.folder("runs", f"workflow-{tree.images}-{args.repeat}")
-    rerun = measure_rerun(ctx, tree, tries=3, folder=last_run)
+    rerun = measure_rerun(ctx, tree, tries=3, folder=small.workflow_dir)
 
     large = large_dry = None
     if not args.skip_large:
-        big = ensure_tree(args.work, scale, copies=10)
-        warm_up(big)
-        say(f"\n## {big.images:,} images")
-        ctx.slurm.check(f"{big.images:,} images")
+        big = prepare(ctx, scale, copies=10)
         large_dry = measure_dry_run(ctx, big, tries=2)
         large = measure_full_runs(ctx, big, args.large_repeat)
 
