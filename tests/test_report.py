@@ -10,6 +10,7 @@ import base64
 import io
 import os
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -78,7 +79,9 @@ def read_csv(file):
 
 
 def expected_summary(stats):
-    """The summary redone from stats.csv with plain pandas."""
+    """The summary redone from stats.csv with plain pandas: a check of the
+    plumbing, since it shares pandas' definitions with summary.py (the
+    numbers have their own oracle below)."""
     rows = []
     groups = [(name, g) for name, g in stats.groupby("class", sort=True)]
     for name, g in groups + [("ALL", stats)]:
@@ -105,6 +108,38 @@ def expected_summary(stats):
             "outliers": int(((m < q1 - 1.5 * (q3 - q1)) | (m > q3 + 1.5 * (q3 - q1))).sum()),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def test_summary_numbers_against_the_statistics_module():
+    """An oracle that shares no code or library with summary.py: Python's
+    statistics module on a hand-made class (the test above checks the
+    plumbing: grouping, columns, the ALL row, the CSV round trip)."""
+    means = [12.5, 20.0, 31.0, 40.0, 41.5, 200.0]
+    stats = pd.DataFrame({
+        "path": [f"A/{i}.jpg" for i in range(7)],
+        "class": ["A"] * 7,
+        "min": pd.array([1, 2, 3, 4, 5, 150, None], dtype="Int64"),
+        "max": pd.array([50, 60, 70, 80, 90, 250, None], dtype="Int64"),
+        "mean": means + [float("nan")],
+        "median": pd.array([12, 20, 31, 40, 41, 201, None], dtype="Int64"),
+        "error": [""] * 6 + ["empty file"],
+        "note": [""] * 5 + ["first of 2 frames measured", ""],
+    })  # fmt: skip
+    row = summary.summary_frame(stats).set_index("class").loc["A"]
+    q = statistics.quantiles(means, n=20, method="inclusive")  # q[i]: the (i+1)*5th percentile
+    q1, q3 = q[4], q[14]
+    fence_low, fence_high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    assert (row["images"], row["ok"], row["errors"], row["notes"]) == (7, 6, 1, 1)
+    assert row["error_share"] == pytest.approx(1 / 7)
+    assert (row["min_of_min"], row["max_of_max"]) == (1, 250)
+    assert row["mean_of_mean"] == pytest.approx(statistics.fmean(means))
+    assert row["median_of_mean"] == pytest.approx(statistics.median(means))
+    assert row["sd_of_mean"] == pytest.approx(statistics.stdev(means))
+    assert [row[f"p{p:02d}_of_mean"] for p in (5, 25, 75, 95)] == pytest.approx(
+        [q[0], q1, q3, q[18]]
+    )
+    assert row["mean_of_median"] == pytest.approx(statistics.fmean([12, 20, 31, 40, 41, 201]))
+    assert row["outliers"] == sum(not fence_low <= m <= fence_high for m in means) == 1
 
 
 def test_summary_matches_pandas_on_stats_csv(run):
