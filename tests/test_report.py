@@ -318,3 +318,25 @@ def test_progress_without_tables_folder_and_rounding(tmp_path):
     assert monitor.poll() == (0, 0, 0)
     assert monitor.line(26_990, 0) == "Progress: 26,990 of 27,000 images (99.9%), 0 errors"
     assert [format_duration(s) for s in (12, 600, 7200)] == ["12 s", "10 min", "2.0 h"]
+
+
+def test_error_count_of_real_shard_tables(tmp_path):
+    """The count skips parsing rows it can tell are fine; a file whose very
+    name is that text, or holds quotes, must still count as an error."""
+    from imagestats.plan import make_plan, write_plan
+    from imagestats.progress import count_errors
+    from imagestats.shard import run_shard
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (4, 4), (9, 9, 9)).save(images / "good.jpg")
+    (images / 'x "error": "" y.jpg').write_bytes(b"not an image")
+    (images / '"error": "".jpg').write_bytes(b"")
+    Image.new("L", (4, 4), 7).save(images / '"error": "" fine.jpg')
+    plan = make_plan({"input_dir": str(images), "extensions": [".jpg"], "images_per_job": 10})
+    write_plan(plan, tmp_path / "plan")
+    (name,) = plan.shards
+    table = tmp_path / "table.jsonl"
+    run_shard(tmp_path / "plan" / f"{name}.jsonl", table, tmp_path / "out", "record",
+              89478485, io.StringIO())  # fmt: skip
+    assert count_errors(table) == 2
