@@ -22,10 +22,10 @@ sys.path.insert(0, SCRIPTS)
 from imagestats.progress import ProgressMonitor  # noqa: E402
 from imagestats.workflow import (  # noqa: E402
     PlanError,
+    before_exit,
     config_problem,
     plan_for_workflow,
     python_for_shell,
-    release_scheduler_timers,
 )
 
 
@@ -54,12 +54,12 @@ onstart:
 
 onsuccess:
     PROGRESS.stop()
-    release_scheduler_timers()
+    before_exit()
 
 
 onerror:
     PROGRESS.stop()
-    release_scheduler_timers()
+    before_exit()
 
 
 report: "report/workflow.rst"
