@@ -97,6 +97,16 @@ class Run:
     wall: float  # seconds
     rss_kb: int  # peak RSS of the largest process in the command's tree
     started: float = 0.0  # time.time() at the start, to place the jobs' files in the run
+    # CPU seconds of the whole process tree: system time that jumps while wall
+    # time does shows the slow file creation described at QUIET_AFTER_DELETE_S.
+    user: float = 0.0
+    system: float = 0.0
+
+    def describe(self):
+        return (
+            f"{self.wall:.2f} s (CPU: user {self.user:.2f} s, system {self.system:.2f} s), "
+            f"{mb(self.rss_kb):.0f} MB"
+        )
 
 
 @dataclass
@@ -300,7 +310,7 @@ def run_measured(cmd, cwd, log_path):
     if TIME_BIN:
         with open(stats_path) as f:
             rss_kb = int(f.read().strip().splitlines()[-1].split(",")[1])
-    return Run(wall, rss_kb, started)
+    return Run(wall, rss_kb, started, usage.ru_utime, usage.ru_stime)
 
 
 # Deleting tens of thousands of files makes creating files slow on these
@@ -523,7 +533,7 @@ def measure_full_runs(ctx, tree, repeat):
             run = runner(ctx, tree, folder, os.path.basename(folder))
             series.runs.append(run)
             say(
-                f"  {series.label}, run {i + 1}/{repeat}: {run.wall:.2f} s, {mb(run.rss_kb):.0f} MB"
+                f"  {series.label}, run {i + 1}/{repeat}: {run.describe()}"
             )
     say("  " + baseline.describe())
     say("  " + workflow.describe())
