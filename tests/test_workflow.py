@@ -280,13 +280,21 @@ def wait_for_tables(workdir, count, proc, timeout=120):
 
 
 def kill_a_job(workdir, proc, timeout=60):
-    """SIGKILL one running image_stats job of the run in ``workdir``."""
+    """SIGKILL the Python process of one running image_stats job of the run
+    in ``workdir``, as the OOM killer or a lost node would.
+
+    Not the `bash -c` around it, whose command line names the script too:
+    killed alone, bash leaves Python running on as an orphan that may write
+    its table after Snakemake has given the job up, even after Snakemake exits.
+    """
+    python = os.path.realpath(sys.executable)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         found = subprocess.run(["pgrep", "-f", "scripts/image_stats.py"], capture_output=True, text=True)
         for pid in found.stdout.split():
             try:
-                if os.readlink(f"/proc/{pid}/cwd") == str(workdir):
+                ours = os.readlink(f"/proc/{pid}/cwd") == str(workdir)
+                if ours and os.path.realpath(f"/proc/{pid}/exe") == python:
                     os.kill(int(pid), signal.SIGKILL)
                     return
             except OSError:
