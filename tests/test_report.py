@@ -324,7 +324,7 @@ def test_error_count_of_real_shard_tables(tmp_path):
     """The count skips parsing rows it can tell are fine; a file whose very
     name is that text, or holds quotes, must still count as an error."""
     from imagestats.plan import make_plan, write_plan
-    from imagestats.progress import count_errors
+    from imagestats.table import count_errors
     from imagestats.shard import run_shard
 
     images = tmp_path / "images"

@@ -7,7 +7,7 @@ import pandas as pd
 from .atomic import replaced
 from .measure import COLUMNS, INT_COLUMNS
 from .plan import read_plan_index
-from .shard import read_table
+from .table import read_table
 
 
 class AggregateError(Exception):

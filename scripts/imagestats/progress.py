@@ -18,29 +18,13 @@ job it is about to rerun, so a table it reruns for another reason (changed
 params or code) counts as done until its job starts.
 """
 
-import json
 import math
 import os
 import sys
 import threading
 import time
 
-
-# The last count runs in the main Snakemake process after the last job, on
-# every run's critical path: parsing 27,000 rows there costs ~0.15 s. A row
-# without error holds this text (the shard's JSON encoder), and inside a
-# JSON string every quote is escaped, so it can only be that field: only
-# the other rows are parsed.
-_NO_ERROR = '"error": ""'
-
-
-def count_errors(table_file):
-    """Rows of a shard table whose ``error`` is not empty."""
-    with open(table_file, encoding="utf-8", errors="surrogateescape") as f:
-        return sum(
-            1 for line in f
-            if _NO_ERROR not in line and line.strip() and json.loads(line).get("error")
-        )  # fmt: skip
+from .table import count_errors
 
 
 def format_duration(seconds):
