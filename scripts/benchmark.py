@@ -19,8 +19,8 @@ cached under --work):
   * 270,000 images (--skip-large to skip): dry run time and memory, and full runs of both
     to see whether time per image stays the same (linearity).
 Earlier runs' folders are moved aside and deleted only after the last measurement
-(see Context.fresh). Each command runs as a child process, so wall time and peak RSS (of the largest process
-in the command's tree) are measured the same way for both. It prints figures and a
+(see Context.fresh). Each command runs as a child process, so wall time, CPU and peak
+RSS (of the largest process in the command's tree) are measured the same way for both. It prints figures and a
 Markdown table with a verdict per target; it never fails on a missed target.
 """
 
@@ -548,9 +548,7 @@ def measure_full_runs(ctx, tree, repeat):
         for series, runner, folder in steps if i % 2 == 0 else reversed(steps):
             run = runner(ctx, tree, folder, os.path.basename(folder))
             series.runs.append(run)
-            say(
-                f"  {series.label}, run {i + 1}/{repeat}: {run.describe()}"
-            )
+            say(f"  {series.label}, run {i + 1}/{repeat}: {run.describe()}")
     say("  " + baseline.describe())
     say("  " + workflow.describe())
     bl_dir, wf_dir = folders["baseline", repeat - 1], folders["workflow", repeat - 1]

@@ -141,7 +141,7 @@ def before_exit():
       Scheduling is over here, so the timers can go.
     - The garbage collections of interpreter shutdown. They walk every
       object Snakemake and its imports (pandas, sqlalchemy, pydantic) made:
-      0.2-0.25 s after every run, to free memory the exit frees anyway.
+      0.23-0.28 s after every run, to free memory the exit frees anyway.
       gc.freeze() moves those objects out of the collector's reach;
       Snakemake's own cleanup, atexit handlers and finalizers run as before.
     """
