@@ -14,8 +14,15 @@ class AggregateError(Exception):
     pass
 
 
-def plan_tables(plan_dir, tables_dir):
-    """(the plan's shard tables, how many images the plan holds).
+def add_plan_arguments(parser):
+    """The PLAN_DIR TABLES_DIR arguments of the commands that read a plan's
+    tables (plan_frame): aggregate_stats.py and plot_stats.py."""
+    parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
+    parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
+
+
+def plan_frame(plan_dir, tables_dir):
+    """stats_frame of every table of the plan in ``plan_dir``.
 
     Commands that read every table take the plan folder rather than the
     tables themselves: with images_per_job 1 a run has one table per image,
@@ -28,19 +35,7 @@ def plan_tables(plan_dir, tables_dir):
             f"the plan index in {plan_dir} is missing: rerun the workflow, which plans again"
         ) from None
     tables = [os.path.join(tables_dir, f"{name}.jsonl") for name in index["shards"]]
-    return tables, index["images"]
-
-
-def add_plan_arguments(parser):
-    """The PLAN_DIR TABLES_DIR arguments of the commands that read a plan's
-    tables (plan_frame): aggregate_stats.py and plot_stats.py."""
-    parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
-    parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
-
-
-def plan_frame(plan_dir, tables_dir):
-    """stats_frame of every table of the plan in ``plan_dir``."""
-    return stats_frame(*plan_tables(plan_dir, tables_dir))
+    return stats_frame(tables, index["images"])
 
 
 def stats_frame(table_files, expected_images):
