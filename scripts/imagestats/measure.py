@@ -5,7 +5,8 @@ The numbers are by definition those of
 that and only adds what a batch run needs around it: an error recorded in
 the row instead of an exception, a pixel limit against decompression bombs,
 and a note where Pillow's answer hides something (a multi-frame file of
-which only the first frame is measured, 16-bit values clipped to 0-255).
+which only the first frame is measured, 16-bit, 32-bit or float values
+clipped to 0-255).
 """
 
 import os
@@ -21,7 +22,9 @@ COLUMNS = (
 )  # fmt: skip
 INT_COLUMNS = ("width", "height", "min", "max", "median")
 
-# Modes whose values can lie outside 0-255, which convert("L") clips.
+# Modes whose values can lie outside 0-255, which convert("L") clips. Every
+# other mode of Pillow 13 stores 0-255 per band (tests/test_measure.py checks
+# this against PIL.ImageMode), so it has nothing to clip and no check.
 _WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 
@@ -73,23 +76,97 @@ def _measure_into(row, file):
     if st.st_size == 0:
         raise MeasureError("empty file (0 bytes): copy the image again from its source")
     with Image.open(file) as image:
-        row["width"], row["height"] = image.size
-        row["mode"] = image.mode
-        notes = []
-        frames = getattr(image, "n_frames", 1)
-        if frames > 1:
-            notes.append(f"first of {frames} frames measured")
-        if image.mode in _WIDE_MODES:
-            low, high = image.getextrema()
-            if low < 0 or high > 255:
-                notes.append(
-                    f"values {low}..{high} clipped to 0..255 by convert('L')"
-                )
-        stats = ImageStat.Stat(image.convert("L"))
-        (row["min"], row["max"]), = stats.extrema
-        row["mean"], = stats.mean
-        row["median"], = stats.median
-        row["note"] = "; ".join(notes)
+        row.update(describe(image))  # kept in the row when decoding fails below
+        row.update(measure_image(image))
+
+
+def describe(image):
+    """Size and mode as stored, known from the header before any decoding."""
+    width, height = image.size
+    return {"width": width, "height": height, "mode": image.mode}
+
+
+def measure_image(image):
+    """The row's numbers and note for an open image, in any mode.
+
+    Returns a dict of width, height, mode, min, max, mean, median and note.
+    Raises (MeasureError, or Pillow's own error for damaged data) where the
+    reference ``ImageStat.Stat(image.convert("L"))`` cannot measure it.
+    """
+    result = describe(image)
+    stats = ImageStat.Stat(greyscale(image))
+    ((result["min"], result["max"]),) = stats.extrema
+    (result["mean"],) = stats.mean
+    (result["median"],) = stats.median
+    result["note"] = note(image)  # after the numbers: it may seek to other frames
+    return result
+
+
+def greyscale(image):
+    """``image.convert("L")``, with a clear error for a mode it cannot take.
+
+    Decoding comes first, on its own, so that a truncated file is reported
+    as truncated and only convert()'s own refusal (Pillow 13 has no greyscale
+    conversion for LAB and La) as a conversion error.
+    """
+    image.load()
+    try:
+        return image.convert("L")
+    except ValueError as e:
+        raise MeasureError(
+            f"Pillow cannot convert mode {image.mode} to greyscale ({e}), so it has "
+            "no brightness statistics: convert the file to RGB or L with another tool"
+        ) from e
+
+
+def note(image):
+    """What Pillow's numbers hide, "; "-joined; "" when nothing.
+
+    Each check runs on its own and a check that fails says so in the note:
+    a damaged later frame or a mode a Pillow call refuses must never cost
+    an image its numbers. The clipping check comes first because counting
+    frames seeks through the file and may stop on another frame.
+    """
+    notes = []
+    for check, failed in (
+        (_clipped_note, "clipping not checked"),
+        (_frames_note, "frame count unknown, first frame measured"),
+    ):
+        try:
+            text = check(image)
+        except Exception as e:  # a note is never worth an error row
+            text = f"{failed} ({type(e).__name__}: {e})"
+        if text:
+            notes.append(text)
+    return "; ".join(notes)
+
+
+def _clipped_note(image):
+    if image.mode not in _WIDE_MODES:
+        return ""
+    extrema = raw_extrema(image)
+    if extrema is None:  # no pixels, nothing clipped
+        return ""
+    low, high = extrema
+    if low < 0 or high > 255:
+        return f"values {low}..{high} clipped to 0..255 by convert('L')"
+    return ""
+
+
+def raw_extrema(image):
+    """Smallest and largest stored value of a single-band image (None if empty).
+
+    Pillow 13's getextrema() raises "image has wrong mode" for I;16L, I;16B
+    and I;16N; their conversion to I (32-bit) keeps every value.
+    """
+    if image.mode.startswith("I;16"):
+        image = image.convert("I")
+    return image.getextrema()
+
+
+def _frames_note(image):
+    frames = getattr(image, "n_frames", 1)
+    return f"first of {frames} frames measured" if frames > 1 else ""
 
 
 def explain(error):
@@ -112,6 +189,4 @@ def explain(error):
         return "is a folder, not an image file"
     if "truncated" in text.lower() or "broken data stream" in text:
         return f"truncated or damaged image data ({text}): copy the image again from its source"
-    if isinstance(error, ValueError) and "conversion" in text:
-        return f"Pillow cannot convert this image to greyscale ({text})"
     return f"cannot read image: {type(error).__name__}: {text}"
