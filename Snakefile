@@ -1,14 +1,18 @@
 # Per-image brightness statistics for a folder of images, and one tidy CSV.
 #
-# images --plan--> results/plan/<shard>.jsonl      (parse time: which images, which shard)
+# images --plan--> results/plan/<shard>.<fingerprint>.jsonl   (parse time: which images, which shard)
 #        --image_stats--> results/shards/<shard>.jsonl + results/images/<path>.json
 #        --aggregate_stats--> results/stats.csv
 #            --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views)
 #        --plot_stats--> results/plots/*.png      (from the shard tables, beside aggregate_stats;
 #                                                  snakemake --report report.html)
 #
-# One job measures a whole shard (up to images_per_job images): a job costs
-# 10-150 ms locally and over a second on Slurm, measuring an image ~0.2 ms.
+# One job measures a whole shard (up to images_per_job images or mb_per_job
+# MB of image files) with `threads` processes: a job costs 10-150 ms locally
+# and seconds on Slurm, measuring an image ~0.2 ms. The jobs after the
+# shards are local rules: on Slurm they run on the submit host as soon as
+# the last shard is seen done, instead of waiting another round of status
+# checks (and another queue wait) as Slurm jobs.
 import os
 import sys
 
@@ -19,47 +23,49 @@ min_version("9.0")
 
 SCRIPTS = os.path.join(workflow.basedir, "scripts")
 sys.path.insert(0, SCRIPTS)
-from imagestats.progress import ProgressMonitor  # noqa: E402
+from imagestats.journal import code_version  # noqa: E402
 from imagestats.workflow import (  # noqa: E402
     PlanError,
-    before_exit,
+    bundled_paths,
+    config_file,
     config_problem,
     plan_for_workflow,
     python_for_shell,
+    schema_file,
 )
 
+CONFIG_FILE = config_file(workflow)
 
-configfile: "config/config.yaml"
+
+configfile: CONFIG_FILE
 
 
 try:
-    validate(config, "config/schema.yaml")
+    validate(config, schema_file(workflow))
 except WorkflowError as e:  # one line that names the key, not a schema dump
     raise PlanError(config_problem(e)) from None
+bundled_paths(workflow, config, CONFIG_FILE)
 
-PLAN = plan_for_workflow(workflow, config, "results/plan")
-# Every rule runs its script as a command (shell:) rather than with script:,
-# which first imports Snakemake to unpickle the job: ~0.25 s of CPU per job,
-# and the jobs after the shards are the part of a run nothing overlaps.
-PYTHON = python_for_shell(workflow)
-
-# Snakemake counts shards; people wait on images. Only the main process of
-# a real run calls onstart, so cluster jobs and dry runs never watch.
-PROGRESS = ProgressMonitor(PLAN.shards, "results/plan", "results/shards")
+PLAN = plan_for_workflow(workflow, config)
+# Used by name in the commands below, never as params: params are rerun
+# triggers, and a moved checkout, another interpreter or on_error (which
+# changes no row) must not rerun a million images.
+PYTHON = python_for_shell(workflow, config)
+ROOT = PLAN.root
+ON_ERROR = config["on_error"]
+IMAGE_FILES = "--images-dir results/images" if config["per_image_files"] else ""
 
 
 onstart:
-    PROGRESS.start()
+    PLAN.onstart()
 
 
 onsuccess:
-    PROGRESS.stop()
-    before_exit()
+    PLAN.onsuccess()
 
 
 onerror:
-    PROGRESS.stop()
-    before_exit()
+    PLAN.onerror()
 
 
 report: "report/workflow.rst"
@@ -67,6 +73,9 @@ report: "report/workflow.rst"
 
 localrules:
     all,
+    aggregate_stats,
+    summarize_stats,
+    plot_stats,
 
 
 rule all:
@@ -81,36 +90,36 @@ rule all:
 
 rule image_stats:
     input:
-        "results/plan/{shard}.jsonl",
+        PLAN.list_file,
     output:
         "results/shards/{shard}.jsonl",
     log:
         "logs/image_stats/{shard}.log",
     # No benchmark: its monitor scans every process on the machine for each
-    # of dozens of jobs; the log has each shard's seconds and ms per image.
-    # One group: Slurm runs pack group-components shards per Slurm job (local
-    # runs ignore groups). The lookup also checks the Slurm plan (imagestats/workflow.py).
-    group:
-        PLAN.slurm_group
+    # of dozens of jobs; the log ends with each shard's time and memory.
     conda:
         "envs/imagestats.yaml"
+    envmodules:
+        *config["envmodules"],
+    threads: PLAN.threads
+    resources:
+        runtime=PLAN.runtime,
+        mem_mb=PLAN.mem_mb,
     params:
-        python=PYTHON,
-        script=f"{SCRIPTS}/image_stats.py",
-        images_dir="results/images",
-        on_error=config["on_error"],
+        # What decides a row's numbers: a change reruns the shards.
+        code=code_version(),
         max_image_pixels=config["max_image_pixels"],
+        per_image_files=config["per_image_files"],
     shell:
-        "{params.python:q} {params.script:q} {input:q} {output:q} --images-dir {params.images_dir:q}"
-        " --on-error {params.on_error} --max-image-pixels {params.max_image_pixels}"
-        " 2> {log:q}"
+        "{PYTHON:q} {SCRIPTS:q}/image_stats.py {input:q} {output:q} --root {ROOT:q}"
+        " {IMAGE_FILES} --workers {threads} --on-error {ON_ERROR}"
+        " --max-image-pixels {params.max_image_pixels} 2> {log:q}"
 
 
 rule aggregate_stats:
     input:
         # The command reads the table names from the plan index: with
         # images_per_job 1 they would not fit on one command line.
-        index="results/plan/index.json",
         tables=expand("results/shards/{shard}.jsonl", shard=PLAN.shards),
     output:
         csv="results/stats.csv",
@@ -120,11 +129,13 @@ rule aggregate_stats:
         "benchmarks/aggregate_stats.tsv"
     conda:
         "envs/imagestats.yaml"
-    params:
-        python=PYTHON,
-        script=f"{SCRIPTS}/aggregate_stats.py",
+    envmodules:
+        *config["envmodules"],
+    resources:
+        runtime=PLAN.final_runtime,
+        mem_mb=PLAN.final_mem_mb,
     shell:
-        "{params.python:q} {params.script:q} results/plan results/shards"
+        "{PYTHON:q} {SCRIPTS:q}/aggregate_stats.py results/plan results/shards"
         " --csv {output.csv:q} 2> {log:q}"
 
 
@@ -163,14 +174,13 @@ rule summarize_stats:
         "benchmarks/summarize_stats.tsv"
     conda:
         "envs/imagestats.yaml"
+    envmodules:
+        *config["envmodules"],
     resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        python=PYTHON,
-        script=f"{SCRIPTS}/summarize_stats.py",
+        runtime=PLAN.final_runtime,
+        mem_mb=PLAN.final_mem_mb,
     shell:
-        "{params.python:q} {params.script:q} {input.csv:q}"
+        "{PYTHON:q} {SCRIPTS:q}/summarize_stats.py {input.csv:q}"
         " --summary {output.summary:q} --errors {output.errors:q}"
         " --summary-html {output.summary_html:q} --errors-html {output.errors_html:q}"
         " 2> {log:q}"
@@ -179,9 +189,7 @@ rule summarize_stats:
 rule plot_stats:
     input:
         # The shard tables, not stats.csv: the figures then draw beside
-        # aggregate_stats instead of after it (they are the longest job
-        # after the shards).
-        index="results/plan/index.json",
+        # aggregate_stats instead of after it.
         tables=expand("results/shards/{shard}.jsonl", shard=PLAN.shards),
     output:
         brightness_by_class=report(
@@ -208,16 +216,16 @@ rule plot_stats:
         "benchmarks/plot_stats.tsv"
     conda:
         "envs/imagestats.yaml"
+    envmodules:
+        *config["envmodules"],
     resources:
-        mem_mb=2000,
-        runtime=10,
+        runtime=PLAN.final_runtime,
+        mem_mb=PLAN.final_mem_mb,
     params:
-        python=PYTHON,
-        script=f"{SCRIPTS}/plot_stats.py",
         dpi=100,
         max_labels=3,
     shell:
-        "{params.python:q} {params.script:q} results/plan results/shards"
+        "{PYTHON:q} {SCRIPTS:q}/plot_stats.py results/plan results/shards"
         " --brightness-by-class {output.brightness_by_class:q}"
         " --min-max {output.min_max:q} --outliers {output.outliers:q}"
         " --dpi {params.dpi} --max-labels {params.max_labels} 2> {log:q}"

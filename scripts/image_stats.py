@@ -1,39 +1,50 @@
 #!/usr/bin/env python3
 """Measure the images of one shard list (the workflow's image_stats rule).
 
-    image_stats.py SHARD_LIST TABLE --images-dir DIR [--on-error record|fail]
-                   [--max-image-pixels N]
+    image_stats.py SHARD_LIST TABLE --root DIR [--images-dir DIR] [--workers N]
+                   [--on-error record|fail] [--max-image-pixels N] [--journal-dir DIR]
 
 A thin command-line shell around imagestats.shard.run_shard. The rule runs
 it with `shell:` rather than `script:` because a `script:` job imports
 Snakemake to unpickle its job (~0.25 s CPU per shard), which with dozens of
-shards costs as much as measuring the images.
+shards costs as much as measuring the images. The log (stderr) lists the
+images with errors and ends with one line of counts, time and memory.
 """
 
-import argparse
-import os
-import sys
+import time
+
+STARTED = time.time()  # before the imports: the start of the job's own work
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imagestats.shard import ImageFailed, run_shard  # noqa: E402
+from imagestats.shard import FATAL, SHARD_ERRORS, run_shard  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("shard_list", help="shard list written by the plan (JSON lines)")
     parser.add_argument("table", help="shard table to write (JSON lines)")
-    parser.add_argument("--images-dir", required=True, help="folder for per-image stats files")
+    parser.add_argument("--root", help="folder the list's paths are relative to (default: from the plan index)")
+    parser.add_argument("--images-dir", help="folder for per-image stats files (default: none)")
+    parser.add_argument("--workers", type=int, default=1, help="measuring processes")
     parser.add_argument("--on-error", choices=("record", "fail"), default="record")
     parser.add_argument("--max-image-pixels", type=int, default=89478485)
+    parser.add_argument("--journal-dir", help="where the shard keeps its work (default: results/journal)")
     args = parser.parse_args(argv)
     try:
         run_shard(
-            args.shard_list, args.table, args.images_dir,
-            args.on_error, args.max_image_pixels, sys.stderr,
+            args.shard_list, args.table, args.images_dir, args.on_error,
+            args.max_image_pixels, sys.stderr, root=args.root,
+            workers=max(1, args.workers), journal_dir=args.journal_dir, started=STARTED,
         )  # fmt: skip
-    except ImageFailed as e:
-        sys.exit(f"image_stats: {e}")
+    except SHARD_ERRORS as e:
+        # The log's last line; the main Snakemake process prints it on the
+        # terminal when the run fails (imagestats.workflow.failed_shards).
+        sys.exit(f"{FATAL}{e}")
 
 
 if __name__ == "__main__":

@@ -1,58 +1,128 @@
-"""Which images to measure, and how they are split into shards.
+"""Which images to measure, and how they are cut into shards.
 
 Finding the images (a folder, a manifest or a numbered pattern) and cutting
-them into shards happens every time the Snakefile is parsed, so it is kept
-to one directory walk (or one stat per listed file) and a hash per path.
+them into shards happens every time the Snakefile is parsed by the main
+Snakemake process, so it is one directory walk (or one stat per listed
+file), a hash per path, and array arithmetic (numpy, which Snakemake's Slurm
+plugin has imported already): no Python object per image beyond its path.
 
 Shards are the leaves of a binary trie over a hash of each image's path: a
-leaf splits in two while it holds more than ``images_per_job`` images. The
-split depends only on the set of paths, so every process that plans the
-same images gets the same shards, and adding an image changes only the leaf
-it hashes into (which may split): every other shard keeps its exact
-membership and is not rerun. Shards hold between about half and all of
-``images_per_job`` images.
+leaf splits in two while it holds more than ``images_per_job`` images or
+more than ``mb_per_job`` megabytes of image files (a single larger image is
+a shard of its own). The split depends only on the paths and sizes, so every
+process that plans the same images gets the same shards, and adding,
+removing or changing an image changes only the leaf it hashes into (which
+may split in two, or merge with its sibling): every other shard keeps its
+exact membership and is not rerun. Leaves of a trie with smaller limits are
+descendants of the leaves with larger limits, which lets a shard reuse the
+results of its ancestors or descendants (imagestats.journal).
+
+Each shard's list is a file named by a hash of its content,
+``<plan_dir>/<shard>.<fingerprint>.jsonl``: a list is never rewritten, only
+a new one written, so planning (a dry run too) never changes a file that a
+running job reads. The paths in a list are relative to the plan's ``root``
+(kept in the index, not in the lists), so moving the images together with
+the results reruns nothing.
 """
 
-import bisect
 import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import NamedTuple
+
+import numpy as np
 
 from .atomic import replaced
+from .defaults import with_defaults
+from .names import escape
+
+MB = 1_000_000  # mb_per_job counts megabytes of 10^6 bytes
+
+INDEX = "index.json"
 
 
 class ConfigError(Exception):
     """The configuration cannot work; the message says what to change."""
 
 
-class Entry(NamedTuple):
-    """One input image: ``path`` as the user sees it, ``file`` to open.
+@dataclass
+class Images:
+    """The selected images as parallel arrays, in the order found (the
+    shards do not need them sorted: a list is in hash order, the CSV is
+    sorted when the tables are joined).
 
-    A NamedTuple, not a dataclass: the plan makes one per image at every
-    Snakemake start, and a frozen dataclass costs three times as much to build.
+    ``paths`` are as the user sees them (relative to ``root`` for a folder,
+    the line as written for a manifest, the filled-in pattern for numbered
+    files); the file to open is ``os.path.join(root, path)``.
     """
 
-    path: str
-    file: str
-    size: int
-    mtime_ns: int
+    source: str  # one line saying where the images come from
+    root: str  # absolute folder the paths are relative to
+    paths: list
+    sizes: np.ndarray  # int64 bytes
+    mtimes: np.ndarray  # int64 ns
+    warnings: list = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.paths)
+
+
+@dataclass
+class Shard:
+    name: str  # shard-<bits of the trie path>, or shard-all
+    list_name: str  # file name of its list in the plan folder
+    images: int
+    bytes: int
+    largest: int  # bytes of its largest image
 
 
 @dataclass
 class Plan:
-    source: str  # one line saying where the images come from
-    entries: list
+    source: str
+    root: str
+    images: int
     images_per_job: int
-    shards: dict = field(default_factory=dict)  # name -> [Entry], sorted by path
+    mb_per_job: int
+    shards: dict  # name -> Shard, sorted by name
+    selection: Images = None  # only in the process that planned (not read from an index)
+    _ranges: dict = field(default_factory=dict, repr=False)  # name -> (lo, hi) into _order
+
+    def index(self):
+        """What every process needs, as plan.INDEX holds it."""
+        return {
+            "source": self.source,
+            "root": self.root,
+            "images": self.images,
+            "images_per_job": self.images_per_job,
+            "mb_per_job": self.mb_per_job,
+            "shards": {n: s.images for n, s in self.shards.items()},
+            "lists": {n: s.list_name for n, s in self.shards.items()},
+            "bytes": {n: s.bytes for n, s in self.shards.items()},
+            "largest": {n: s.largest for n, s in self.shards.items()},
+        }
+
+    @classmethod
+    def from_index(cls, index):
+        shards = {
+            name: Shard(name, index["lists"][name], count, index["bytes"][name], index["largest"][name])
+            for name, count in index["shards"].items()
+        }
+        return cls(
+            index["source"], index["root"], index["images"], index["images_per_job"],
+            index["mb_per_job"], shards,
+        )  # fmt: skip
+
+    def members(self, name):
+        """Indices into ``selection`` of a shard's images, in the list's order."""
+        lo, hi = self._ranges[name]
+        return self._order[lo:hi]
 
 
 # ---------------------------------------------------------------- inputs
 
 
 def find_images(config, workdir="."):
-    """Entries for the images the config selects, sorted by path.
+    """The images the config selects (Images).
 
     Raises ConfigError with an actionable message when the selection cannot
     work: a missing folder or manifest, missing numbered files, no images.
@@ -63,34 +133,57 @@ def find_images(config, workdir="."):
             "(set the other to null)"
         )
     if config.get("manifest"):
-        source, entries = _from_manifest(config["manifest"], workdir)
+        images = _from_manifest(config["manifest"], workdir)
     elif config.get("numbered"):
-        source, entries = _from_numbered(config["numbered"], workdir)
+        images = _from_numbered(config["numbered"], workdir)
     elif config.get("input_dir"):
-        source, entries = _from_folder(config["input_dir"], config["extensions"], workdir)
+        images = _from_folder(config["input_dir"], config["extensions"], workdir)
     else:
         raise ConfigError(
             "no images selected: set 'input_dir', 'manifest' or 'numbered' in the config"
         )
-    if not entries:
-        raise ConfigError(f"{source} selects no images: check the path and 'extensions'")
-    entries.sort(key=lambda e: e.path)
-    return source, entries
+    if not images.paths:
+        raise ConfigError(f"{images.source} selects no images: check the path and 'extensions'")
+    return images
+
+
+def _arrays(sizes, mtimes):
+    return np.asarray(sizes, dtype=np.int64), np.asarray(mtimes, dtype=np.int64)
 
 
 def _from_folder(input_dir, extensions, workdir):
-    root = os.path.join(workdir, input_dir)
+    root = os.path.abspath(os.path.join(workdir, input_dir))
     if not os.path.isdir(root):
         raise ConfigError(
             f"input_dir '{input_dir}' is not a folder: set input_dir to the folder "
             "that holds your images (relative paths start at the working directory)"
         )
     wanted = tuple(ext.lower() for ext in extensions)
-    entries = []
+    paths, sizes, mtimes, warnings = [], [], [], []
+    # Folders by (device, inode): a folder reached twice (a link loop such as
+    # `up -> ..`, or a second link to a folder) is walked once. Real folders
+    # are walked before any folder link, so the warning names the link.
+    st = os.stat(root)
+    walked = {(st.st_dev, st.st_ino): "."}
     # (absolute folder, its path relative to root): carrying the relative
     # prefix along is much cheaper than os.path.relpath per file.
-    stack = [(os.path.abspath(root), "")]
-    while stack:
+    stack, links = [(root, "")], []
+    while stack or links:
+        if not stack:
+            link, rel = links.pop()
+            try:
+                st = os.stat(link)
+            except OSError:
+                continue  # the link broke since it was listed
+            key = (st.st_dev, st.st_ino)
+            if key in walked:
+                warnings.append(
+                    f"folder link '{rel.rstrip(os.sep)}' leads to '{walked[key]}', which is "
+                    "already walked: its images are listed once, under that folder"
+                )
+                continue
+            walked[key] = rel.rstrip(os.sep)
+            stack.append((link, rel))
         folder, rel = stack.pop()
         try:
             it = os.scandir(folder)
@@ -102,14 +195,22 @@ def _from_folder(input_dir, extensions, workdir):
         with it:
             for d in it:
                 if d.is_dir():
+                    if d.is_symlink():
+                        links.append((d.path, rel + d.name + os.sep))
+                        continue
+                    st = d.stat(follow_symlinks=False)
+                    walked[(st.st_dev, st.st_ino)] = rel + d.name
                     stack.append((d.path, rel + d.name + os.sep))
                 elif d.name.lower().endswith(wanted):
                     try:
                         st = d.stat()
                     except OSError:  # a broken link: measured, it becomes an error row
                         st = d.stat(follow_symlinks=False)
-                    entries.append(Entry(rel + d.name, d.path, st.st_size, st.st_mtime_ns))
-    return f"input_dir {input_dir} (searched recursively for {', '.join(extensions)})", entries
+                    paths.append(rel + d.name)
+                    sizes.append(st.st_size)
+                    mtimes.append(st.st_mtime_ns)
+    source = f"input_dir {input_dir} (searched recursively for {', '.join(extensions)})"
+    return Images(source, root, paths, *_arrays(sizes, mtimes), warnings)
 
 
 def _from_manifest(manifest, workdir):
@@ -125,7 +226,7 @@ def _from_manifest(manifest, workdir):
     # Relative lines are relative to the folder holding the manifest, so a
     # manifest made with `ls Dir/*.jpg > files.txt` works from anywhere.
     base = os.path.dirname(os.path.abspath(file))
-    entries, missing, seen = [], [], set()
+    paths, sizes, mtimes, missing, seen = [], [], [], [], set()
     for line in lines:
         path = line.strip()
         if not path or path.startswith("#"):
@@ -135,17 +236,22 @@ def _from_manifest(manifest, workdir):
             continue  # the same image listed twice is measured once
         seen.add(target)
         try:
-            entries.append(_entry(path, target))
+            st = os.stat(target)
         except FileNotFoundError:
             missing.append(path)
+            continue
+        paths.append(path)
+        sizes.append(st.st_size)
+        mtimes.append(st.st_mtime_ns)
     if missing:
         raise ConfigError(
             f"manifest '{manifest}' lists {len(missing)} missing file(s): "
             f"{_shorten(missing)}; fix or remove those lines (relative lines are "
             f"relative to {base})"
         )
-    _check_unique(entries)  # a folder walk or a pattern cannot repeat a path
-    return f"manifest {manifest} ({len(entries)} files listed)", entries
+    _check_unique(paths)  # a folder walk or a pattern cannot repeat a path
+    source = f"manifest {manifest} ({len(paths)} files listed)"
+    return Images(source, base, paths, *_arrays(sizes, mtimes))
 
 
 def _from_numbered(numbered, workdir):
@@ -161,37 +267,37 @@ def _from_numbered(numbered, workdir):
         ) from None
     if pattern.format(n=first) == pattern.format(n=first + 1):
         raise ConfigError(f"numbered pattern '{pattern}' has no '{{n}}' placeholder: add one")
-    entries, missing = [], []
+    root = os.path.abspath(workdir)
+    paths, sizes, mtimes, missing = [], [], [], []
     for n in range(first, last + 1):
         path = pattern.format(n=n)
         try:
-            entries.append(_entry(path, os.path.join(workdir, path)))
+            st = os.stat(os.path.join(root, path))
         except FileNotFoundError:
             missing.append(n)
+            continue
+        paths.append(path)
+        sizes.append(st.st_size)
+        mtimes.append(st.st_mtime_ns)
     if missing:
         raise ConfigError(
             f"numbered pattern '{pattern}' is missing {len(missing)} of "
             f"{last - first + 1} files, numbers {_ranges(missing)}: add those files "
             "or change first/last"
         )
-    return f"numbered {pattern} for n = {first}..{last}", entries
+    return Images(f"numbered {pattern} for n = {first}..{last}", root, paths, *_arrays(sizes, mtimes))
 
 
-def _entry(path, file):
-    st = os.stat(file)
-    return Entry(path, os.path.abspath(file), st.st_size, st.st_mtime_ns)
-
-
-def _check_unique(entries):
+def _check_unique(paths):
     keys = {}
-    for e in entries:
-        key = stats_file_key(e.path)
+    for path in paths:
+        key = stats_file_key(escape(path))
         if key in keys:
             raise ConfigError(
-                f"'{keys[key]}' and '{e.path}' would share one per-image stats file: "
+                f"'{keys[key]}' and '{path}' would share one per-image stats file: "
                 "list each image by one path only"
             )
-        keys[key] = e.path
+        keys[key] = path
 
 
 def _shorten(items, most=10):
@@ -210,60 +316,77 @@ def _ranges(numbers):
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def stats_file_key(path):
+def stats_file_key(shown_path):
     """Where under results/images/ an image's stats file goes (without .json).
 
-    The image's own path, made relative: a leading '/' is dropped and '..'
-    becomes '__' so no stats file can land outside results/images/.
+    ``shown_path`` is the path as the CSV shows it (names.escape), made
+    relative: a leading '/' is dropped and '..' becomes '__' so no stats
+    file can land outside results/images/.
     """
-    parts = os.path.normpath(path).split(os.sep)
+    parts = os.path.normpath(shown_path).split(os.sep)
     return os.sep.join("__" if p == ".." else p for p in parts if p not in ("", "."))
 
 
 # ---------------------------------------------------------------- shards
 
 
-def _path_hash(path):
-    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8)
-    return int.from_bytes(digest.digest(), "big")
+def path_hashes(paths):
+    """64-bit hash of each path (blake2b: the same in every process and
+    Python version), as a uint64 array."""
+    digest = b"".join(
+        hashlib.blake2b(p.encode("utf-8", "surrogateescape"), digest_size=8).digest() for p in paths
+    )
+    return np.frombuffer(digest, dtype=">u8").astype(np.uint64)
 
 
-def make_shards(entries, images_per_job):
-    """Split entries into shards: {name: [Entry, ...]}, see the module doc."""
+def cut(hashes, sizes, images_per_job, max_bytes):
+    """The trie's leaves: [(name, lo, hi)] over the images sorted by hash
+    (``hashes`` sorted, ``sizes`` in the same order), see the module doc."""
     if images_per_job < 1:
         raise ConfigError("images_per_job must be at least 1")
-    ordered = sorted(entries, key=lambda e: e.path)
-    keys = [_path_hash(e.path) for e in ordered]
-    hashes = sorted(keys)
-    leaves = []  # (first hash of the leaf's range, name), in hash order
+    total = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+    leaves = []
 
     def split(prefix, depth, lo, hi):
-        if hi - lo <= images_per_job or depth == 64:
-            name = "shard-" + (format(prefix, f"0{depth}b") if depth else "all")
-            leaves.append((prefix << (64 - depth) if depth else 0, name))
+        count = hi - lo
+        too_big = count > images_per_job or total[hi] - total[lo] > max_bytes
+        if not too_big or count == 1 or depth == 64:
+            leaves.append(("shard-" + (format(prefix, f"0{depth}b") if depth else "all"), lo, hi))
             return
-        middle = (prefix * 2 + 1) << (63 - depth)  # first hash of the right half
-        mid = bisect.bisect_left(hashes, middle, lo, hi)
+        middle = np.uint64((prefix * 2 + 1) << (63 - depth))  # first hash of the right half
+        mid = lo + int(np.searchsorted(hashes[lo:hi], middle))
         for child, a, b in ((prefix * 2, lo, mid), (prefix * 2 + 1, mid, hi)):
             if b > a:
                 split(child, depth + 1, a, b)
 
-    if hashes:
+    if len(hashes):
         split(0, 0, 0, len(hashes))
-    # The leaves cover every hash that occurs, so each image belongs to the
-    # last leaf starting at or below its hash. Walking the images in path
-    # order leaves every shard sorted by path without sorting it again.
-    starts = [start for start, _ in leaves]
-    members = [[] for _ in leaves]
-    for e, key in zip(ordered, keys):
-        members[bisect.bisect_right(starts, key) - 1].append(e)
-    return dict(sorted((name, m) for (_, name), m in zip(leaves, members)))
+    return leaves
 
 
-def make_plan(config, workdir="."):
-    source, entries = find_images(config, workdir)
-    plan = Plan(source, entries, config["images_per_job"])
-    plan.shards = make_shards(entries, plan.images_per_job)
+def make_plan(config, workdir=".", slurm=False):
+    """Find the images and cut them into shards; ``slurm`` uses the
+    slurm_images_per_job / slurm_mb_per_job limits (bigger shards: a Slurm
+    job costs seconds to start)."""
+    config = with_defaults(config)
+    prefix = "slurm_" if slurm else ""
+    per_job = config[f"{prefix}images_per_job"]
+    mb_per_job = config[f"{prefix}mb_per_job"]
+    images = find_images(config, workdir)
+    hashes = path_hashes(images.paths)
+    order = np.argsort(hashes, kind="stable")
+    hashes, sizes, mtimes = hashes[order], images.sizes[order], images.mtimes[order]
+    plan = Plan(images.source, images.root, len(images), per_job, mb_per_job, {}, images)
+    plan._order = order
+    for name, lo, hi in cut(hashes, sizes, per_job, mb_per_job * MB):
+        fingerprint = hashlib.blake2b(
+            hashes[lo:hi].tobytes() + sizes[lo:hi].tobytes() + mtimes[lo:hi].tobytes(),
+            digest_size=8,
+        ).hexdigest()
+        part = sizes[lo:hi]
+        plan.shards[name] = Shard(name, f"{name}.{fingerprint}.jsonl", hi - lo, int(part.sum()), int(part.max()))
+        plan._ranges[name] = (lo, hi)
+    plan.shards = dict(sorted(plan.shards.items()))
     return plan
 
 
@@ -271,26 +394,42 @@ def make_plan(config, workdir="."):
 
 
 # JSON string quoting as json.dumps(..., ensure_ascii=False) does it, without
-# building an encoder for every line (a third of the planning time).
+# building an encoder for every line.
 _quote = json.encoder.encode_basestring
 
 
-def shard_list_text(entries):
-    """The text of a shard list: one JSON array per image (unambiguous for
-    any file name); it holds size and mtime so a changed image reruns its shard."""
+def shard_list_text(plan, name):
+    """The text of a shard's list: one JSON array [path, size, mtime_ns] per
+    image (unambiguous for any file name), in the trie's (hash) order."""
+    images = plan.selection
+    paths, sizes, mtimes = images.paths, images.sizes, images.mtimes
     return "".join(
-        f"[{_quote(e.path)}, {_quote(e.file)}, {e.size}, {e.mtime_ns}]\n" for e in entries
+        f"[{_quote(paths[i])}, {sizes[i]}, {mtimes[i]}]\n" for i in plan.members(name).tolist()
     )
 
 
-def read_shard_list(file):
-    with open(file, encoding="utf-8", errors="surrogateescape") as f:
-        return [Entry(*json.loads(line)) for line in f]
+@dataclass
+class Entry:
+    """One image of a shard list: ``path`` as the user sees it, ``file`` to open."""
+
+    path: str
+    file: str
+    size: int
+    mtime_ns: int
+
+
+def read_shard_list(list_file, root):
+    """The Entries of a shard list; files are ``root`` joined with each path."""
+    with open(list_file, encoding="utf-8", errors="surrogateescape") as f:
+        text = f.read()
+    rows = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]") if text else []
+    join, norm = os.path.join, os.path.normpath
+    return [Entry(path, norm(join(root, path)), size, mtime) for path, size, mtime in rows]
 
 
 def write_if_changed(file, text):
     """Write text atomically, but leave the file (and its mtime) alone when
-    it already holds exactly that text: an unchanged shard stays done."""
+    it already holds exactly that text."""
     data = text.encode("utf-8", "surrogateescape")
     try:
         with open(file, "rb") as f:
@@ -304,26 +443,43 @@ def write_if_changed(file, text):
     return True
 
 
-def write_plan(plan, plan_dir):
-    """Write one list per shard and an index; drop lists of vanished
-    shards. Returns the index (a dict, as read_plan_index gives it)."""
+def write_lists(plan, plan_dir):
+    """Write the lists that do not exist yet (a list's name says its
+    content, so an existing one is right). Returns how many were written."""
     os.makedirs(plan_dir, exist_ok=True)
-    for name, entries in plan.shards.items():
-        write_if_changed(os.path.join(plan_dir, f"{name}.jsonl"), shard_list_text(entries))
-    index = {
-        "source": plan.source,
-        "images": len(plan.entries),
-        "images_per_job": plan.images_per_job,
-        "shards": {name: len(v) for name, v in plan.shards.items()},
-    }
-    write_if_changed(os.path.join(plan_dir, "index.json"), json.dumps(index, indent=1) + "\n")
-    current = {f"{name}.jsonl" for name in plan.shards}
+    present = set(os.listdir(plan_dir))
+    written = 0
+    for name, shard in plan.shards.items():
+        if shard.list_name not in present:
+            with replaced(os.path.join(plan_dir, shard.list_name)) as tmp:
+                with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+                    f.write(shard_list_text(plan, name))
+            written += 1
+    return written
+
+
+def write_index(plan, plan_dir):
+    return write_if_changed(os.path.join(plan_dir, INDEX), json.dumps(plan.index(), indent=1) + "\n")
+
+
+def remove_stale_lists(plan, plan_dir):
+    """Delete the lists no shard of ``plan`` uses (only while holding
+    Snakemake's lock: an earlier run's jobs might still read them)."""
+    current = {shard.list_name for shard in plan.shards.values()}
     for old in os.listdir(plan_dir):
         if old.endswith(".jsonl") and old not in current:
             os.remove(os.path.join(plan_dir, old))
-    return index
+
+
+def write_plan(plan, plan_dir):
+    """Lists and index, as a finished planning leaves them (for commands and
+    tests that plan outside Snakemake). Returns the index."""
+    write_lists(plan, plan_dir)
+    write_index(plan, plan_dir)
+    remove_stale_lists(plan, plan_dir)
+    return plan.index()
 
 
 def read_plan_index(plan_dir):
-    with open(os.path.join(plan_dir, "index.json"), encoding="utf-8") as f:
+    with open(os.path.join(plan_dir, INDEX), encoding="utf-8") as f:
         return json.load(f)

@@ -39,12 +39,14 @@ class ProgressMonitor:
     """Counts done images and errors of a plan; see the module doc.
 
     ``shards`` maps shard name -> number of images; a shard's list is
-    ``plan_dir/<name>.jsonl`` and its table ``table_dir/<name>.jsonl``.
+    ``plan_dir/<lists[name]>`` and its table ``table_dir/<name>.jsonl``.
     """
 
     def __init__(self, shards, plan_dir, table_dir, out=None, interval=10.0,
-                 clock=time.monotonic):  # fmt: skip
+                 clock=time.monotonic, lists=None):  # fmt: skip
         self.shards = dict(shards)
+        # shard name -> its list's file name in plan_dir
+        self.lists = lists or {name: f"{name}.jsonl" for name in self.shards}
         self.total = sum(self.shards.values())
         self.plan_dir = plan_dir
         self.table_dir = table_dir
@@ -64,7 +66,7 @@ class ProgressMonitor:
     def _list_mtime(self, name):
         if name not in self._list_mtimes:
             try:
-                st = os.stat(os.path.join(self.plan_dir, f"{name}.jsonl"))
+                st = os.stat(os.path.join(self.plan_dir, self.lists[name]))
             except FileNotFoundError:
                 return None  # not cached: the list may yet appear
             self._list_mtimes[name] = st.st_mtime_ns

@@ -1,79 +1,344 @@
-"""Measure one shard: every image of a shard list, in one process.
+"""Measure one shard: every image of a shard list, with one or more processes.
 
 Writes one JSON stats file per image under ``images_dir`` (mirroring the
-image's path) and, last, the shard's table: the same JSON objects, one per
-line. The table is written under a temporary name and renamed, so a shard
-interrupted at any point leaves no table a rerun would trust, and the rerun
-measures the whole shard again (rewriting its per-image files).
+image's path; optional) and, last, the shard's table: the same JSON lines,
+in the list's order. Every file is written under a temporary name and
+renamed, so a kill never leaves a half-written one.
+
+Work is journaled (imagestats.journal): a rerun of a shard, after a kill or
+because an image was added or changed, reuses every row whose image is
+unchanged and measures only the rest, and leaves the per-image files of
+reused rows alone. An image that a measuring process died on twice (a
+decoder crash, the OOM killer) gets an error row instead of a third try;
+an image died on once is measured again in a process of its own, so that
+a second death is caught without losing the shard.
+
+With ``workers`` > 1 the images are measured by that many processes
+(largest first, so no process is left with a big image at the end); the
+table and per-image files are the same as with one.
 """
 
+import errno
+import json
 import os
+import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
 
-from .atomic import write_text
-from .measure import configure, measure
-from .plan import read_shard_list, stats_file_key
-from .table import encode_row
+from . import journal
+from .measure import configure, measure, new_row
+from .names import escape
+from .plan import read_plan_index, read_shard_list, stats_file_key
+from .table import encode_row, has_error
+
+# The two numbers a row adds to the CSV's columns: which version of the
+# image file it describes, so a rerun can tell an unchanged image.
+FILE_KEYS = ("size", "mtime_ns")
+
+DIED = (
+    "the measuring process died on this image in {n} attempts (a decoder crash "
+    "or out of memory): check the file; if it is fine, give image_stats more "
+    "memory (mem_mb) and delete {journal} to measure it again"
+)
+
+# errno values that mean "the results folder cannot take more", whatever
+# the image: the shard stops with one line instead of a traceback.
+_STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class ImageFailed(Exception):
     """Raised with on_error=fail: the message names the file."""
 
 
-def stats_file(images_dir, path):
-    return os.path.join(images_dir, stats_file_key(path) + ".json")
+class StorageFailed(Exception):
+    """The results folder cannot be written; the message says what to do."""
 
 
-def _write_new(file, data):
-    """Write ``data`` (bytes) to ``file``, created or truncated.
+class WorkerDied(Exception):
+    """A measuring process of the pool died; a rerun goes on from the journal."""
+
+
+def stats_file(images_dir, shown_path):
+    return os.path.join(images_dir, stats_file_key(shown_path) + ".json")
+
+
+def write_atomic(file, data):
+    """Write ``data`` (bytes) to ``file`` under a temporary name, then rename.
 
     os.open and os.write rather than open(), which adds an fstat, an isatty
-    ioctl and two buffer objects per file: 5% of a shard's time per image.
+    ioctl and two buffer objects per file (5% of a shard's time per image).
     """
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    tmp = f"{file}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
         done = os.write(fd, data)
-        while done < len(data):  # a regular file takes all at once unless the disk is full
-            done += os.write(fd, data[done:])
-    finally:
+        if done < len(data):  # a regular file takes all at once unless the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file)
+    except BaseException:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, file)
 
 
-def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log):
+def _row_line(entry, row):
+    row["path"] = escape(entry.path)
+    row["class"] = escape(row["class"])
+    row["size"] = entry.size
+    row["mtime_ns"] = entry.mtime_ns
+    return encode_row(row)
+
+
+class Measurer:
+    """Measures images in one process: journal first, row and file after."""
+
+    def __init__(self, journal_dir, shard, key, images_dir):
+        self.journal = journal.ProcessJournal(journal_dir, shard, key)
+        self.images_dir = images_dir
+        self.made = set()  # one makedirs per folder, not per image
+
+    def __call__(self, entry):
+        shown = escape(entry.path)
+        self.journal.start(shown)
+        line = _row_line(entry, measure(entry.path, entry.file))
+        self.write_file(shown, line)
+        self.journal.write(line + "\n")
+        return line
+
+    def write_file(self, shown, line):
+        if self.images_dir is None:
+            return
+        out = stats_file(self.images_dir, shown)
+        folder = os.path.dirname(out)
+        if folder not in self.made:
+            os.makedirs(folder, exist_ok=True)
+            self.made.add(folder)
+        write_atomic(out, (line + "\n").encode("utf-8", "surrogateescape"))
+
+
+_worker = None  # the Measurer of a pool worker process
+
+
+def _start_worker(journal_dir, shard, key, images_dir, max_image_pixels):
+    global _worker
+    configure(max_image_pixels)
+    _worker = Measurer(journal_dir, shard, key, images_dir)
+
+
+def _measure_in_worker(entry):
+    return _worker(entry)
+
+
+def _measure_alone(measurer, entry):
+    """Measure one image in a forked child; None if the child died."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: measure, hand the line over, leave at once
+        os.close(read)
+        try:
+            line = measurer(entry)
+            os.write(write, line.encode("utf-8", "surrogateescape"))
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return data.decode("utf-8", "surrogateescape")
+    return None
+
+
+def _died_line(entry, deaths, journal_folder):
+    row = new_row(entry.path, entry.file)
+    row["error"] = DIED.format(n=deaths, journal=journal_folder)
+    return _row_line(entry, row)
+
+
+def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log,
+              root=None, workers=1, journal_dir=None, started=None):  # fmt: skip
     """Measure the images listed in ``list_file``; return (images, errors).
 
-    Errors are recorded in the rows, or with on_error="fail" raise
-    ImageFailed at the first bad image. Progress and errors go to ``log``.
+    ``root`` is the folder the list's paths are relative to (default: the
+    plan index beside the list). ``images_dir`` None writes no per-image
+    files. ``journal_dir`` defaults to a ``journal`` folder beside the
+    table's folder. Errors are recorded in the rows, or with
+    on_error="fail" raise ImageFailed at the first bad image. ``started``
+    (Unix time) is when the command began, for the log's clock line.
     """
+    started = time.time() if started is None else started
     configure(max_image_pixels)
-    entries = read_shard_list(list_file)
-    start = time.perf_counter()
-    lines, errors, made = [], 0, set()
-    for entry in entries:
-        row = measure(entry.path, entry.file)
-        if row["error"]:
+    if root is None:
+        root = read_plan_index(os.path.dirname(os.path.abspath(list_file)))["root"]
+    table_dir = os.path.dirname(os.path.abspath(table_file))
+    journal_dir = journal_dir or os.path.join(os.path.dirname(table_dir), "journal")
+    shard = os.path.basename(table_file)[: -len(".jsonl")]
+    key = journal.measure_key(max_image_pixels)
+    entries = read_shard_list(list_file, root)
+    earlier = journal.load(journal_dir, shard, key)
+    try:
+        return _run(entries, earlier, table_file, images_dir, on_error, log, workers,
+                    journal_dir, shard, key, started, max_image_pixels)  # fmt: skip
+    except OSError as e:
+        if e.errno not in _STORAGE_ERRORS:
+            raise
+        where = e.filename or table_dir
+        raise StorageFailed(
+            f"cannot write '{where}': {e.strerror}. Free space and inodes on the "
+            "filesystem of the results folder (df -h, df -i), or make it writable, "
+            "then rerun: every image measured so far is kept."
+        ) from None
+
+
+def _run(entries, earlier, table_file, images_dir, on_error, log, workers, journal_dir,
+         shard, key, started, max_image_pixels):  # fmt: skip
+    lines = [None] * len(entries)
+    todo, suspects = [], []
+    measurer = None
+    first = None
+    journal_folder = os.path.join(journal_dir, shard)
+    for i, entry in enumerate(entries):
+        shown = escape(entry.path)
+        hit = earlier.rows.get(shown)
+        if hit is not None and hit[0] == entry.size and hit[1] == entry.mtime_ns:
+            lines[i] = hit[2]
+        elif earlier.deaths.get(shown, 0) >= 2:
+            lines[i] = _died_line(entry, earlier.deaths[shown], journal_folder)
+        elif earlier.deaths.get(shown):
+            suspects.append(i)
+        else:
+            todo.append(i)
+    kept = len(entries) - len(todo) - len(suspects)
+    if images_dir is not None and kept:
+        _restore_missing_files(entries, lines, images_dir)
+
+    def done(i, line):
+        lines[i] = line
+        if on_error == "fail" and has_error(line):
+            _fail(entries[i], line)
+
+    if todo or suspects:
+        first = time.time()
+        measurer = Measurer(journal_dir, shard, key, images_dir)
+        for i in suspects:  # alone, so a second death is caught and kept apart
+            line = _measure_alone(measurer, entries[i])
+            if line is None:
+                line = _died_line(entries[i], earlier.deaths[escape(entries[i].path)] + 1, journal_folder)
+                measurer.journal.write(line + "\n")
+            done(i, line)
+        if workers > 1 and len(todo) > 1:
+            _measure_with_pool(entries, todo, done, workers, (journal_dir, shard, key, images_dir, max_image_pixels))
+        else:
+            for i in todo:
+                done(i, measurer(entries[i]))
+        measurer.journal.close()
+    for i, line in enumerate(lines):  # reused and died rows too
+        if on_error == "fail" and has_error(line):
+            _fail(entries[i], line)
+    last = time.time()
+    _write_table(table_file, lines)
+    journal.keep(journal_dir, shard, key, table_file)
+    if images_dir is not None:
+        _remove_files_of_removed_images(earlier.own_kept, entries, images_dir)
+    errors = 0
+    for line in lines:
+        if has_error(line):
             errors += 1
-            print(f"{entry.path}: {row['error']}", file=log)
-            if on_error == "fail":
-                raise ImageFailed(
-                    f"cannot measure '{entry.path}' ({entry.file}): {row['error']}. "
-                    "Fix or remove the file, or set on_error: record to record "
-                    "the error in stats.csv and go on."
-                )
-        line = encode_row(row)
-        out = stats_file(images_dir, entry.path)
-        folder = os.path.dirname(out)
-        if folder not in made:  # one makedirs per folder, not per image
-            os.makedirs(folder, exist_ok=True)
-            made.add(folder)
-        _write_new(out, (line + "\n").encode("utf-8", "surrogateescape"))
-        lines.append(line)
-    write_text(table_file, "".join(line + "\n" for line in lines))
-    seconds = time.perf_counter() - start
+            row = _parse(line)
+            print(f"{row['path']}: {row['error']}", file=log)
+    measured = len(todo) + len(suspects)
+    seconds = (last - first) if first else 0.0
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024  # fmt: skip
     print(
-        f"{len(entries)} images, {errors} errors, {seconds:.2f} s "
-        f"({1000 * seconds / max(1, len(entries)):.3f} ms/image)",
+        f"image_stats: {len(entries)} images ({measured} measured, {kept} kept), {errors} errors "
+        f"in {seconds:.2f} s ({1000 * seconds / max(1, measured):.3f} ms/image), "
+        f"{workers if measured > 1 else 1} process(es), peak {peak:.0f} MB; "
+        f"clock: start {started:.3f} first {first or last:.3f} last {last:.3f}",
         file=log,
     )
     return len(entries), errors
 
+
+def _measure_with_pool(entries, todo, done, workers, worker_args):
+    """Measure entries[i] for i in todo with ``workers`` processes, each
+    started with ``_start_worker(*worker_args)``; ``done(i, line)`` takes
+    each result (and may raise to stop the rest)."""
+    biggest_first = sorted(todo, key=lambda i: -entries[i].size)
+    average = sum(entries[i].size for i in todo) / len(todo)
+    # Small images: chunks, so the hand-over costs less than the image;
+    # big ones one at a time, so the processes finish together.
+    chunk = 1 if average > 1_000_000 else max(1, min(64, len(todo) // (workers * 8)))
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
+                               initializer=_start_worker, initargs=worker_args)  # fmt: skip
+    try:
+        results = pool.map(_measure_in_worker, [entries[i] for i in biggest_first], chunksize=chunk)
+        for i, line in zip(biggest_first, results):
+            done(i, line)
+    except BrokenProcessPool:
+        raise WorkerDied(
+            f"a measuring process of {worker_args[1]} died (killed, or a decoder crash): "
+            "rerun; the images measured so far are kept, and the ones it was on are "
+            "measured alone next time"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _restore_missing_files(entries, lines, images_dir):
+    """Reused rows whose per-image file is missing (deleted, or never
+    written by a killed attempt) get it back; present ones are left alone."""
+    made = set()
+    for entry, line in zip(entries, lines):
+        if line is None:
+            continue
+        out = stats_file(images_dir, escape(entry.path))
+        if not os.path.exists(out):
+            folder = os.path.dirname(out)
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
+            write_atomic(out, (line + "\n").encode("utf-8", "surrogateescape"))
+
+
+def _remove_files_of_removed_images(own_kept, entries, images_dir):
+    """Per-image files of images this shard held last time and holds no more.
+
+    A shard's name fixes the range of path hashes it holds, so an image
+    that left it has left the plan (see imagestats.plan)."""
+    current = {escape(e.path) for e in entries}
+    for shown in own_kept:
+        if shown not in current:
+            try:
+                os.remove(stats_file(images_dir, shown))
+            except FileNotFoundError:
+                pass
+
+
+def _write_table(table_file, lines):
+    write_atomic(table_file, "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
+
+
+def _parse(line):
+    return json.loads(line)
+
+
+def _fail(entry, line):
+    row = _parse(line)
+    raise ImageFailed(
+        f"cannot measure '{row['path']}' ({escape(entry.file)}): {row['error']}. "
+        "Fix or remove the file, or set on_error: record to record "
+        "the error in stats.csv and go on."
+    )
+
+
+# How image_stats.py starts the one line it writes to its log when it stops
+# (the main process looks for it to say on the terminal what went wrong).
+FATAL = "image_stats: stopped: "
+
+# The exceptions image_stats.py turns into that line.
+SHARD_ERRORS = (ImageFailed, StorageFailed, WorkerDied)

@@ -3,9 +3,11 @@ cluster's submit limits (MaxSubmitJobs, GrpSubmitJobs) let it.
 
 Slurm refuses an `sbatch` beyond the limit, and Snakemake's Slurm executor
 treats a refused submission as a failed job: the run dies half-way. So the
-plan is checked at parse time, before anything is submitted. Limits are
-read live with `sacctmgr`, jobs already queued with `squeue`; where they do
-not answer, the limit configured in the profile is used.
+plan counts the Slurm jobs this run will submit (only those still due after
+a partial run, a cancelled job or a changed image) once Snakemake knows
+them, before anything is submitted, dry runs included. Limits are read live
+with `sacctmgr`, jobs already queued with `squeue`; where they do not
+answer, the limit configured in the profile is used.
 """
 
 import getpass
@@ -14,10 +16,9 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
-# The rule that measures shards and its Snakemake group; the profile's
-# group-components for the group is how many shards one Slurm job runs.
+# The rule that measures shards: one Slurm job per shard.
 SHARD_RULE = "image_stats"
-SHARD_GROUP = "shards"
+
 
 @dataclass
 class Limit:
@@ -27,34 +28,49 @@ class Limit:
 
 
 @dataclass
+class Job:
+    """One Slurm job this run submits."""
+
+    rule: str
+    cpus: int
+    runtime_min: int
+    mem_mb: int
+
+
+@dataclass
 class SlurmPlan:
     images: int
     shards: int
     smallest: int
     largest: int
     images_per_job: int
-    per_slurm_job: int  # group-components of the shards group
+    mb_per_job: int
+    due: list  # Job for every Slurm job this run submits (shards and others)
     jobs: int  # the profile's jobs: most Slurm jobs queued + running at once
     account: str
-    final_rules: tuple = ()  # rules after the shards, one Slurm job each
+    local_rules: tuple = ()  # rules after the shards that run on the submit host
     limits: list = field(default_factory=list)
     source: str = ""  # where the limits come from
     notes: list = field(default_factory=list)
 
     @property
     def shard_jobs(self):
-        return math.ceil(self.shards / self.per_slurm_job)
+        return [job for job in self.due if job.rule == SHARD_RULE]
 
     @property
     def slurm_jobs(self):
-        return self.shard_jobs + len(self.final_rules)
+        return len(self.due)
 
     @property
     def most_in_flight(self):
-        # shard jobs are independent; the final rules run after them, all but
-        # one at once (summarize_stats waits for aggregate_stats' CSV, while
-        # plot_stats reads the shard tables and runs beside either)
-        return min(self.jobs, max(self.shard_jobs, len(self.final_rules) - 1))
+        # Shard jobs are independent and no later Slurm job waits on another
+        # (the rules after the shards are local): all may be in flight at once.
+        return min(self.jobs, self.slurm_jobs)
+
+    @property
+    def cpus_in_flight(self):
+        cpus = sorted((job.cpus for job in self.due), reverse=True)
+        return sum(cpus[: self.most_in_flight])
 
     @property
     def headroom(self):
@@ -68,15 +84,26 @@ class SlurmPlan:
         return self.headroom is None or self.most_in_flight <= self.headroom
 
     def describe(self, profile_hint="profiles/comet/config.yaml"):
+        shard_jobs = self.shard_jobs
         lines = [
             "Slurm plan",
             f"  images found       {self.images:,}",
             f"  shards             {self.shards:,} of {self.smallest:,}-{self.largest:,} images"
-            f" (images_per_job: {self.images_per_job:,})",
-            f"  Slurm jobs         {self.slurm_jobs:,}: {self.shard_jobs:,} image_stats job(s) of up to"
-            f" {self.per_slurm_job} shard(s) + {len(self.final_rules)} ({', '.join(self.final_rules)})",
-            f"  most in flight     {self.most_in_flight:,} (jobs: {self.jobs})",
+            f" (slurm_images_per_job: {self.images_per_job:,}, slurm_mb_per_job: {self.mb_per_job:,})",
+            f"  Slurm jobs due     {self.slurm_jobs:,}: {len(shard_jobs):,} image_stats (one shard each)"
+            + (f" + {self.slurm_jobs - len(shard_jobs)} other" if self.slurm_jobs > len(shard_jobs) else "")
+            + (f"; {', '.join(self.local_rules)} run here after them" if self.local_rules else ""),
         ]
+        if self.due:
+            lines += [
+                f"  CPUs per job       {_span(job.cpus for job in self.due)}"
+                f" (--set-threads {SHARD_RULE}=N, or set-threads in the profile)",
+                f"  time asked         {_span(job.runtime_min for job in self.due)} min per job",
+                f"  memory asked       {_span(job.mem_mb for job in self.due)} MB per job",
+            ]
+        lines.append(
+            f"  most in flight     {self.most_in_flight:,} job(s), {self.cpus_in_flight:,} CPUs (jobs: {self.jobs})"
+        )
         if self.limits:
             for limit in self.limits:
                 lines.append(
@@ -105,6 +132,40 @@ class SlurmPlan:
             + (", or wait for your queued jobs to finish" if any(lim.queued for lim in self.limits) else "")
             + ". Nothing was submitted."
         )
+
+
+def _span(values):
+    values = sorted(set(values))
+    return f"{values[0]:,}" if len(values) == 1 else f"{values[0]:,}-{values[-1]:,}"
+
+
+# The plan suggests settings that make about this many shard jobs (at most
+# ~40) when a run would make more: each Slurm job waits in the queue and
+# costs seconds to start, and under a submit limit fewer, wider jobs finish
+# sooner.
+TARGET_SHARD_JOBS = 32
+
+
+def suggestion(images, total_mb, shard_jobs, images_per_job, mb_per_job):
+    """Settings that cut the shards to about TARGET_SHARD_JOBS, or None.
+
+    Trie leaves hold between half and all of a limit, so a limit of
+    images / 32 (plus 3% for the hash's unevenness) gives 32 leaves."""
+    if shard_jobs <= 40:
+        return None
+    settings = []
+    per_job = math.ceil(images * 1.03 / TARGET_SHARD_JOBS / 1000) * 1000
+    if per_job > images_per_job:
+        settings.append(f"slurm_images_per_job={per_job}")
+    mb = math.ceil(total_mb * 1.03 / TARGET_SHARD_JOBS / 100) * 100
+    if mb > mb_per_job:
+        settings.append(f"slurm_mb_per_job={mb}")
+    if not settings:
+        return None
+    return (
+        f"{shard_jobs:,} image_stats Slurm jobs: --config {' '.join(settings)} makes about "
+        f"{TARGET_SHARD_JOBS}; with more CPUs per job (set-threads) each finishes sooner"
+    )
 
 
 def _run(cmd, timeout=10):
@@ -166,21 +227,22 @@ def live_limits(account, user=None):
     return limits
 
 
-def make_slurm_plan(summary, jobs, account, configured_limit, per_slurm_job, final_rules,
+def make_slurm_plan(summary, due, jobs, account, configured_limit, local_rules=(),
                     live=live_limits):  # fmt: skip
-    """The plan for a run with the shards in ``summary`` (a PlanSummary) and
-    ``final_rules`` after them (the workflow's other non-local rules)."""
-    sizes = list(summary.shards.values()) or [0]
+    """The plan for a run of the shards in ``summary`` (a plan.Plan) that
+    submits the Slurm jobs ``due`` (Job), with ``local_rules`` after them."""
+    sizes = [shard.images for shard in summary.shards.values()] or [0]
     plan = SlurmPlan(
         images=summary.images,
         shards=len(summary.shards),
         smallest=min(sizes),
         largest=max(sizes),
         images_per_job=summary.images_per_job,
-        per_slurm_job=per_slurm_job,
+        mb_per_job=summary.mb_per_job,
+        due=list(due),
         jobs=jobs,
         account=account,
-        final_rules=tuple(final_rules),
+        local_rules=tuple(local_rules),
     )
     found = live(account) if account else None
     if found is not None:
@@ -194,14 +256,11 @@ def make_slurm_plan(summary, jobs, account, configured_limit, per_slurm_job, fin
         plan.source = "the profile's slurm_submit_limit (sacctmgr did not answer)"
     else:
         plan.source = "nowhere: set resources: slurm_submit_limit=N in the profile"
-    if plan.shard_jobs > 4 * jobs:
-        # Each Slurm job pays a queue wait; each shard in it a srun step and
-        # a Snakemake start. Fewer, bigger shards cut both.
-        better = math.ceil(summary.images / (4 * jobs * per_slurm_job) / 1000) * 1000
-        plan.notes.append(
-            f"{plan.shard_jobs:,} image_stats Slurm jobs, {jobs} at a time: "
-            f"images_per_job: {better:,} would make that about {4 * jobs}"
-        )
+    total_mb = sum(shard.bytes for shard in summary.shards.values()) / 1e6
+    advice = suggestion(summary.images, total_mb, len(summary.shards), summary.images_per_job,
+                        summary.mb_per_job)  # fmt: skip
+    if advice:
+        plan.notes.append(advice)
     if os.environ.get("SLURM_JOB_ID"):
         plan.notes.append("running inside a Slurm job: its own job counts as queued")
     return plan

@@ -1,89 +1,301 @@
-"""What the Snakefile does at parse time, kept out of the Snakefile.
+"""What the Snakefile does at parse time and in its hooks, kept out of the Snakefile.
 
 Parsing runs again in every cluster job and every `snakemake` call, so the
-main process plans (walks the images, writes the shard lists) and every
-other process (a cluster job, a group member) reads the plan's index
-instead of walking tens of thousands of files again.
+main process plans (walks the images, writes the shard lists it lacks) and
+every other process (a cluster job) reads the plan's index instead of
+walking the images again. Planning writes only lists that do not exist yet
+(named by their content): it never rewrites or deletes a file, so a dry run
+(which takes no lock) cannot break a running run. The index and the removal
+of stale lists wait for ``onstart``, which Snakemake calls holding its lock.
 """
 
 import gc
+import os
 import sys
 import threading
-from dataclasses import dataclass
+import time
 
-from .plan import ConfigError, make_plan, read_plan_index, write_plan
-from .slurm import SHARD_GROUP, SHARD_RULE, make_slurm_plan
+from . import journal, resources, snakemake_internals, storage
+from .names import escape
+from .plan import (
+    ConfigError,
+    Plan,
+    make_plan,
+    read_plan_index,
+    remove_stale_lists,
+    stats_file_key,
+    write_index,
+    write_lists,
+)
+from .progress import ProgressMonitor
+from .slurm import SHARD_RULE, Job, make_slurm_plan
 
-
-@dataclass
-class PlanSummary:
-    """The plan's index (plan.write_plan), which every process can read."""
-
-    source: str
-    images: int
-    images_per_job: int
-    shards: dict  # name -> number of images
-    slurm_check: object = None  # called once, when the DAG is built (Slurm runs)
-
-    def describe(self):
-        sizes = self.shards.values()
-        return (
-            f"Plan: {self.images:,} images from {self.source}; "
-            f"{len(self.shards):,} shard(s) of {min(sizes):,} to {max(sizes):,} images "
-            f"(images_per_job: {self.images_per_job:,}), one image_stats job each."
-        )
-
-    def slurm_group(self, wildcards):
-        """The `group:` of image_stats jobs, and the hook for the Slurm plan.
-
-        Snakemake tells a workflow its group settings (the profile's
-        group-components: how many shards share one Slurm job) only once
-        it builds the DAG, in dry runs too and before anything is
-        submitted: the first group lookup is where the plan is checked.
-        """
-        check, self.slurm_check = self.slurm_check, None
-        if check is not None:
-            check()
-        return SHARD_GROUP
+# Where things go, relative to the working directory: one place for the
+# folder layout (the Snakefile's rules use these too).
+PLAN_DIR = "results/plan"
+TABLE_DIR = "results/shards"
+JOURNAL_DIR = "results/journal"
+IMAGES_DIR = "results/images"
+SHARD_LOG_DIR = "logs/image_stats"
+CONFIG_FILE = "config/config.yaml"
+SCHEMA_FILE = "config/schema.yaml"
 
 
 class PlanError(Exception):
     """Raised before any job starts; the message says what to change."""
 
 
-def plan_for_workflow(workflow, config, plan_dir):
+def config_file(workflow):
+    """config/config.yaml of the working directory if it has one (Snakemake's
+    deployment convention), else the one bundled next to the Snakefile, so
+    `snakemake -s path/to/Snakefile -d DIR` works in an empty DIR."""
+    if os.path.exists(CONFIG_FILE):
+        return CONFIG_FILE
+    return os.path.join(workflow.basedir, CONFIG_FILE)
+
+
+def schema_file(workflow):
+    return os.path.join(workflow.basedir, SCHEMA_FILE)
+
+
+def bundled_paths(workflow, config, used_file):
+    """With the bundled config, its own relative input_dir (the sample) is
+    next to the Snakefile, not in the working directory."""
+    if os.path.abspath(used_file) != os.path.join(workflow.basedir, CONFIG_FILE):
+        return
+    input_dir = config.get("input_dir")
+    if input_dir and not os.path.isabs(input_dir) and not os.path.exists(input_dir):
+        bundled = os.path.join(workflow.basedir, input_dir)
+        if os.path.isdir(bundled):
+            config["input_dir"] = bundled
+
+
+class WorkflowPlan:
+    """The plan as the Snakefile uses it: shard names, each shard's list,
+    threads and resources, and the hooks of a run."""
+
+    def __init__(self, workflow, config, plan, slurm):
+        self.workflow = workflow
+        self.config = config
+        self.plan = plan
+        self.slurm = slurm  # (account, configured limit) on a Slurm profile, else None
+        self.shards = list(plan.shards)
+        cores = None if slurm else workflow.resource_settings.cores
+        weights = {name: max(1, s.bytes) for name, s in plan.shards.items()}
+        self._threads = resources.threads_for_shards(weights, cores)
+        self._checked = slurm is None and not workflow.is_main_process
+        self.progress = None
+        self._started = None
+
+    # ------------------------------------------------ what the rules ask
+
+    @property
+    def root(self):
+        return self.plan.root
+
+    def list_file(self, wildcards):
+        return os.path.join(PLAN_DIR, self.plan.shards[wildcards.shard].list_name)
+
+    def threads(self, wildcards):
+        shard = self.plan.shards[wildcards.shard]
+        return max(1, min(self._threads[wildcards.shard], shard.images))
+
+    def runtime(self, wildcards, attempt, threads):
+        self._check()
+        shard = self.plan.shards[wildcards.shard]
+        return resources.shard_runtime_min(shard.images, shard.bytes, threads, attempt)
+
+    def mem_mb(self, wildcards, attempt, threads):
+        self._check()
+        shard = self.plan.shards[wildcards.shard]
+        return resources.shard_mem_mb(shard.images, shard.largest, threads, attempt)
+
+    def final_runtime(self, wildcards, attempt):
+        self._check()
+        return resources.final_runtime_min(self.plan.images, attempt)
+
+    def final_mem_mb(self, wildcards, attempt):
+        self._check()
+        return resources.final_mem_mb(self.plan.images, attempt)
+
+    # -------------------------------------------------- the plan checks
+
+    def _check(self):
+        """Print and check the storage (and Slurm) plan, once.
+
+        Snakemake first evaluates a job's resources once it knows which jobs
+        are due, dry runs included, and before it starts or submits any: so
+        the first resource lookup is where the plan of what this run does is
+        checked."""
+        if self._checked:
+            return
+        self._checked = True
+        due = snakemake_internals.needrun_jobs(self.workflow)
+        due_shards = [job for job in due if job.rule.name == SHARD_RULE]
+        due_images = sum(self.plan.shards[job.wildcards_dict["shard"]].images for job in due_shards)
+        report = storage.storage_plan(".", due_images, len(due_shards), self.config["per_image_files"])
+        print(report.describe(), file=sys.stderr)
+        if report.verdict():
+            raise PlanError(report.verdict())
+        if self.slurm is not None:
+            self._check_slurm(due)
+
+    def _check_slurm(self, due):
+        account, limit = self.slurm
+        local = snakemake_internals.local_rules(self.workflow)
+        jobs, after = [], []
+        for job in due:
+            name = job.rule.name
+            if name in local or job.rule.norun or job.rule.is_template_engine:
+                if name not in after and name != "all":
+                    after.append(name)
+                continue
+            res = job.resources
+            jobs.append(Job(name, job.threads, res.get("runtime", 0), res.get("mem_mb", 0)))
+        slurm_plan = make_slurm_plan(
+            self.plan, jobs, self.workflow.resource_settings.nodes or 1, account, limit, after
+        )
+        print(slurm_plan.describe(), file=sys.stderr)
+        if not slurm_plan.fits:
+            raise PlanError(slurm_plan.verdict())
+
+    # --------------------------------------------------------- hooks
+
+    def onstart(self):
+        """Holding Snakemake's lock, before the first job: the index the jobs
+        read, no stale lists, and the progress line."""
+        self._started = time.time()
+        write_index(self.plan, PLAN_DIR)
+        remove_stale_lists(self.plan, PLAN_DIR)
+        shards = {name: s.images for name, s in self.plan.shards.items()}
+        lists = {name: s.list_name for name, s in self.plan.shards.items()}
+        self.progress = ProgressMonitor(shards, PLAN_DIR, TABLE_DIR, lists=lists).start()
+
+    def onsuccess(self):
+        self._stop_progress()
+        forget_vanished_shards(self.plan)
+        before_exit()
+
+    def onerror(self):
+        self._stop_progress()
+        for line in failed_shards(self._started):
+            print(line, file=sys.stderr)
+        before_exit()
+
+    def _stop_progress(self):
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def plan_for_workflow(workflow, config):
+    slurm = slurm_settings(workflow)
     if not workflow.is_main_process:
-        return PlanSummary(**read_plan_index(plan_dir))
+        return WorkflowPlan(workflow, config, Plan.from_index(read_plan_index(PLAN_DIR)), slurm)
     try:
-        plan = make_plan(config)
+        plan = make_plan(config, slurm=slurm is not None)
     except ConfigError as e:
         raise PlanError(str(e)) from None
-    summary = PlanSummary(**write_plan(plan, plan_dir))
-    print(summary.describe(), file=sys.stderr)
-    slurm = slurm_settings(workflow)
-    if slurm is not None:
-        summary.slurm_check = lambda: check_slurm_plan(workflow, summary, *slurm)
-    return summary
+    for warning in plan.selection.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        write_lists(plan, PLAN_DIR)
+    except OSError as e:
+        raise PlanError(
+            f"cannot write the shard lists to {os.path.abspath(PLAN_DIR)} ({e.strerror}): make "
+            "the results folder writable and give it room, or run in a folder you can "
+            "write to (snakemake -d DIR)"
+        ) from None
+    sizes = [s.images for s in plan.shards.values()]
+    limits = "slurm_images_per_job, slurm_mb_per_job" if slurm else "images_per_job, mb_per_job"
+    print(
+        f"Plan: {plan.images:,} images from {plan.source}; {len(sizes):,} shard(s) of "
+        f"{min(sizes):,} to {max(sizes):,} images ({limits}: {plan.images_per_job:,}, "
+        f"{plan.mb_per_job:,} MB), one image_stats job each.",
+        file=sys.stderr,
+    )
+    if config["on_error"] == "fail":
+        check_no_recorded_errors(plan)
+    return WorkflowPlan(workflow, config, plan, slurm)
 
 
-def check_slurm_plan(workflow, summary, account, limit):
-    """Print the Slurm plan; stop the run if Slurm would refuse a submission."""
-    jobs = workflow.resource_settings.nodes or 1
-    per_job = workflow.group_settings.group_components.get(SHARD_GROUP, 1)
-    # Every other rule that runs something and is not a local rule becomes one
-    # Slurm job. workflow.is_local() says True for all rules in a dry run (the
-    # dry-run executor is local), so this asks the rule-level half of it;
-    # Snakemake keeps the localrules set only as a private attribute.
-    local = getattr(workflow, "_localrules", set())
-    final_rules = [
-        rule.name for rule in workflow.rules
-        if rule.name != SHARD_RULE and rule.name not in local
-        and not rule.norun and not rule.is_template_engine
-    ]  # fmt: skip
-    slurm_plan = make_slurm_plan(summary, jobs, account, limit, per_job, final_rules)
-    print(slurm_plan.describe(), file=sys.stderr)
-    if not slurm_plan.fits:
-        raise PlanError(slurm_plan.verdict())
+def check_no_recorded_errors(plan, most=10):
+    """With on_error: fail, stop if the up-to-date tables of an earlier run
+    already hold error rows: switching to fail reruns nothing, so without
+    this check those images would pass silently."""
+    from .table import error_rows
+
+    found = []
+    for name, shard in plan.shards.items():
+        table = os.path.join(TABLE_DIR, f"{name}.jsonl")
+        try:
+            if os.stat(table).st_mtime_ns < os.stat(os.path.join(PLAN_DIR, shard.list_name)).st_mtime_ns:
+                continue  # will be measured again
+        except FileNotFoundError:
+            continue
+        found.extend(error_rows(table))
+    if found:
+        shown = "; ".join(f"'{path}': {error}" for path, error in sorted(found)[:most])
+        more = f" and {len(found) - most} more" if len(found) > most else ""
+        raise PlanError(
+            f"on_error: fail, and {len(found)} image(s) already measured have errors: "
+            f"{shown}{more}. Fix or remove those files (their shards are then measured "
+            "again), or set on_error: record to keep them as error rows."
+        )
+
+
+def failed_shards(since):
+    """The lines the shards that stopped in this run left in their logs (see
+    shard.FATAL), so the terminal names the file and the fix, not only
+    Snakemake's 'check log file(s)'."""
+    from .shard import FATAL
+
+    lines = []
+    try:
+        logs = os.scandir(SHARD_LOG_DIR)
+    except FileNotFoundError:
+        return lines
+    with logs:
+        for entry in logs:
+            if since is not None and entry.stat().st_mtime < since - 1:
+                continue
+            with open(entry.path, encoding="utf-8", errors="backslashreplace") as f:
+                lines.extend(line.rstrip("\n") for line in f if line.startswith(FATAL))
+    return sorted(lines)
+
+
+def forget_vanished_shards(plan):
+    """After a successful run: what shards that no longer exist kept
+    (split, merged, or from other limits) is not needed any more, and the
+    per-image files of images that left the plan go with it."""
+    try:
+        names = [n for n in os.listdir(JOURNAL_DIR) if n not in plan.shards]
+    except FileNotFoundError:
+        names = []
+    current = None
+    for name in names:
+        folder = os.path.join(JOURNAL_DIR, name)
+        if current is None:
+            current = {escape(path) for path in plan.selection.paths}
+        for file in os.listdir(folder):
+            if file.startswith("kept-"):
+                for shown in journal.rows_of(os.path.join(folder, file)):
+                    if shown not in current:
+                        _remove(os.path.join(IMAGES_DIR, stats_file_key(shown) + ".json"))
+        journal.forget(JOURNAL_DIR, name)
+    try:
+        tables = [n for n in os.listdir(TABLE_DIR) if n.endswith(".jsonl")]
+    except FileNotFoundError:
+        tables = []
+    for table in tables:
+        if table[: -len(".jsonl")] not in plan.shards:
+            _remove(os.path.join(TABLE_DIR, table))
+
+
+def _remove(file):
+    try:
+        os.remove(file)
+    except FileNotFoundError:
+        pass
 
 
 def slurm_settings(workflow):
@@ -94,12 +306,9 @@ def slurm_settings(workflow):
     profile for this workflow sets slurm_account (default-resources) and
     slurm_submit_limit (resources), and their presence marks a Slurm run.
     """
-    defaults = workflow.resource_settings.default_resources
-    args = getattr(defaults, "args", None) or []
-    values = dict(a.split("=", 1) for a in args if "=" in a)
+    values, limits = snakemake_internals.slurm_profile_values(workflow)
     account = values.get("slurm_account", "").strip("'\"") or None
-    limit = workflow.global_resources.get("slurm_submit_limit")
-    limit = getattr(limit, "value", limit)
+    limit = limits.get("slurm_submit_limit")
     if account is None and limit is None:
         return None
     return account, limit
@@ -151,10 +360,19 @@ def before_exit():
     gc.freeze()
 
 
-def python_for_shell(workflow):
-    """The interpreter for `shell:` rules: the one running Snakemake (it has
-    Pillow), or the conda env's `python` when rules run in conda envs."""
-    methods = workflow.deployment_settings.deployment_method
-    if any(getattr(m, "name", str(m)).upper() == "CONDA" for m in methods):
+def python_for_shell(workflow, config):
+    """The interpreter the rules' commands run.
+
+    The one running Snakemake (it has Pillow and pandas), unless the rules
+    run in a software environment that brings its own: `python3` from the
+    environment modules of config `envmodules` (--sdm env-modules), or the
+    conda env's `python` (--sdm conda). The Snakefile uses it by name in the
+    commands, not as a rule param: params are rerun triggers, and another
+    interpreter must not rerun every shard.
+    """
+    methods = {getattr(m, "name", str(m)).upper() for m in workflow.deployment_settings.deployment_method}
+    if "ENV_MODULES" in methods and config.get("envmodules"):
+        return "python3"
+    if "CONDA" in methods:
         return "python"
     return sys.executable

@@ -1,0 +1,196 @@
+"""How many files and bytes a run creates, and whether there is room for them.
+
+A million images are a million per-image files under results/images/: more
+than many home and project quotas allow in inodes. The plan counts what the
+jobs still due will create under results/ and logs/ and compares it with the
+free inodes and space of that filesystem (os.statvfs) and with the user's
+quota where `lfs quota` (Lustre) or `quota` answers; a run that would not
+fit stops before any job, saying what to change.
+"""
+
+import getpass
+import os
+import subprocess
+from dataclasses import dataclass, field
+
+# Bytes of one stats row (a table line, and a per-image file): ~300 for a
+# EuroSAT name, more for long paths and error texts.
+BYTES_PER_ROW = 330
+FILES_PER_SHARD = 3  # its table, its log, its journal folder
+FINAL_FILES = 12  # stats.csv, summary, errors, two HTML views, three plots, logs, benchmarks
+
+
+@dataclass
+class Room:
+    files: int  # free inodes
+    bytes: int
+    what: str  # e.g. "filesystem of /scratch/run" or "quota of bob on /scratch"
+
+
+@dataclass
+class StoragePlan:
+    folder: str
+    files: int
+    bytes: int
+    rooms: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def short(self):
+        """The rooms that are too small: [(Room, 'inodes'|'space')]."""
+        out = []
+        for room in self.rooms:
+            if room.files is not None and self.files > room.files:
+                out.append((room, "inodes"))
+            if room.bytes is not None and self.bytes > room.bytes:
+                out.append((room, "space"))
+        return out
+
+    def describe(self):
+        lines = [
+            "Storage plan",
+            f"  creates            {self.files:,} files, {_size(self.bytes)} under results/ and logs/",
+        ]
+        for room in self.rooms:
+            files = "unlimited" if room.files is None else f"{room.files:,}"
+            space = "unlimited" if room.bytes is None else _size(room.bytes)
+            lines.append(f"  free               {files} inodes, {space} ({room.what})")
+        lines.extend(f"  note               {note}" for note in self.notes)
+        return "\n".join(lines)
+
+    def verdict(self):
+        if not self.short:
+            return None
+        room, what = self.short[0]
+        need = f"{self.files:,} files" if what == "inodes" else _size(self.bytes)
+        have = f"{room.files:,} free inodes" if what == "inodes" else f"{_size(room.bytes)} free"
+        return (
+            f"not enough {what} for this run: it creates {need} under results/ and logs/, "
+            f"the {room.what} has {have}. Set per_image_files: false in the config (the "
+            "shard tables and stats.csv hold the same rows) to create one file per shard "
+            "instead of one per image, free some space, or run in a folder with room "
+            "(snakemake -d DIR). Nothing was run."
+        )
+
+
+def _size(n):
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} bytes"
+
+
+def estimate(folder, due_images, due_shards, per_image_files, block=None):
+    """Files and bytes the due work creates; per-image files take a whole
+    filesystem block each (``block``: the filesystem's, from statvfs)."""
+    if block is None:
+        block = _statvfs(folder).f_frsize if _statvfs(folder) else 4096
+    files = due_shards * FILES_PER_SHARD + FINAL_FILES
+    size = due_images * BYTES_PER_ROW * 2 + due_shards * block  # tables, CSV, logs
+    if per_image_files:
+        files += due_images
+        size += due_images * block * max(1, -(-BYTES_PER_ROW // block))
+    return files, size
+
+
+def _statvfs(folder):
+    probe = os.path.abspath(folder)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        return os.statvfs(probe)
+    except OSError:
+        return None
+
+
+def filesystem_room(folder):
+    st = _statvfs(folder)
+    if st is None:
+        return None
+    files = st.f_favail if st.f_files else None  # some filesystems report no inode limit
+    return Room(files, st.f_bavail * st.f_frsize, f"filesystem of {os.path.abspath(folder)}")
+
+
+def _mount_point(path):
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _run(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _number(text):
+    text = text.rstrip("*")
+    return int(text) if text.isdigit() else None
+
+
+def _free(used, soft, hard):
+    """What is left below the lower limit that is set (0 means none)."""
+    limits = [x for x in (soft, hard) if x]
+    return None if not limits or used is None else max(0, min(limits) - used)
+
+
+def lfs_quota(folder, user):
+    """Room left in the user's Lustre quota on the filesystem of ``folder``."""
+    mount = _mount_point(folder)
+    out = _run(["lfs", "quota", "-q", "-u", user, mount])
+    if not out:
+        return None
+    for line in out.splitlines():
+        parts = line.split()
+        # Filesystem kbytes quota limit grace files quota limit grace
+        if len(parts) >= 8 and parts[0] == mount:
+            used_kb, soft_kb, hard_kb = (_number(p) for p in parts[1:4])
+            used_f, soft_f, hard_f = (_number(p) for p in parts[5:8])
+            space = _free(used_kb, soft_kb, hard_kb)
+            return Room(_free(used_f, soft_f, hard_f), None if space is None else space * 1024,
+                        f"Lustre quota of {user} on {mount}")  # fmt: skip
+    return None
+
+
+def disk_quota(folder, user):
+    """Room left in the user's quota (`quota`) on the filesystem of ``folder``."""
+    mount = _mount_point(folder)
+    out = _run(["quota", "-w", "-u", user])
+    if not out:
+        return None
+    devices = {mount}
+    try:
+        with open("/proc/mounts") as f:
+            devices |= {line.split()[0] for line in f if line.split()[1] == mount}
+    except OSError:
+        pass
+    for line in out.splitlines():
+        parts = line.split()
+        # Filesystem blocks quota limit [grace] files quota limit [grace]
+        if len(parts) >= 7 and parts[0] in devices:
+            numbers = [p for p in parts[1:] if _number(p) is not None]
+            if len(numbers) < 6:
+                continue
+            used_kb, soft_kb, hard_kb, used_f, soft_f, hard_f = (_number(p) for p in numbers[:6])
+            space = _free(used_kb, soft_kb, hard_kb)
+            return Room(_free(used_f, soft_f, hard_f), None if space is None else space * 1024,
+                        f"quota of {user} on {mount}")  # fmt: skip
+    return None
+
+
+def storage_plan(folder, due_images, due_shards, per_image_files):
+    files, size = estimate(folder, due_images, due_shards, per_image_files)
+    plan = StoragePlan(folder, files, size)
+    room = filesystem_room(folder)
+    if room is not None:
+        plan.rooms.append(room)
+    user = getpass.getuser()
+    quota = lfs_quota(folder, user) or disk_quota(folder, user)
+    if quota is not None:
+        plan.rooms.append(quota)
+    else:
+        plan.notes.append("no quota reported (neither `lfs quota` nor `quota` answered)")
+    return plan
