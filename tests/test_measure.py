@@ -15,7 +15,7 @@ from PIL import Image, ImageFile, ImageMode, ImageStat
 
 from conftest import reference
 from imagestats import measure as measure_module
-from imagestats.measure import COLUMNS, configure, measure, measure_image
+from imagestats.measure import COLUMNS, configure, histogram_stats, measure, measure_image
 
 # IM is the one format that opens as I;16L; Pillow 13 warns that it goes in Pillow 15.
 pytestmark = pytest.mark.filterwarnings("ignore:IM image format:DeprecationWarning")
@@ -272,6 +272,79 @@ def test_wide_modes_are_the_modes_beyond_8_bits():
     """The clipping check covers every mode whose values can exceed 0..255."""
     wide = {m for m in Image.MODES if ImageMode.getmode(m).typestr not in ("|u1", "|b1")}
     assert wide == measure_module._WIDE_MODES
+
+
+# ------------------------------------------- histogram arithmetic vs ImageStat
+
+
+def stat_of_histogram(histogram):
+    """The reference on a bare histogram: ImageStat.Stat(list)."""
+    stats = ImageStat.Stat(list(histogram))
+    ((low, high),) = stats.extrema
+    return low, high, stats.mean[0], stats.median[0]
+
+
+def one_bin(index, count):
+    histogram = [0] * 256
+    histogram[index] = count
+    return histogram
+
+
+def edge_histograms():
+    """Empty, all mass in one bin, at the ends, on the median's boundary, huge."""
+    yield [0] * 256
+    for index in range(256):
+        for count in (1, 2, 3, 2**64 + 1):
+            yield one_bin(index, count)
+    for low, high in ((0, 255), (0, 1), (254, 255), (127, 128), (3, 200)):
+        for a, b in ((1, 1), (1, 2), (2, 1), (5, 5), (10**30, 10**30 + 1)):
+            histogram = one_bin(low, a)
+            histogram[high] += b
+            yield histogram
+    yield [1] * 256
+    yield [2**63 - 1] * 256
+    yield [10**40] * 256
+    yield list(range(256))
+    yield list(range(255, -1, -1))
+    yield [(j % 2) * 7 for j in range(256)]  # odd bins only
+    yield [((j + 1) % 2) * 7 for j in range(256)]  # even bins only
+
+
+def random_histograms(n, seed=0):
+    """Sparse and dense, small and beyond 64-bit counts (Python ints)."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        high = int(rng.choice([2, 3, 10, 1000, 2**31, 2**62]))
+        counts = rng.integers(0, high, 256)
+        counts[rng.random(256) < rng.choice([0.0, 0.5, 0.9, 0.99, 0.999])] = 0
+        histogram = [int(c) for c in counts]
+        if i % 7 == 0:
+            histogram = [c * 10 ** int(rng.integers(1, 30)) for c in histogram]
+        yield histogram
+
+
+def check_histogram(histogram):
+    expected = stat_of_histogram(histogram)
+    got = histogram_stats(histogram)
+    assert got == expected, histogram
+    assert [type(n) for n in got] == [type(n) for n in expected], histogram
+
+
+def test_histogram_stats_equal_imagestat_on_edge_cases():
+    cases = list(edge_histograms())
+    assert len(cases) > 1000
+    for histogram in cases:
+        check_histogram(histogram)
+
+
+def test_histogram_stats_equal_imagestat_on_random_histograms():
+    for histogram in random_histograms(5000):
+        check_histogram(histogram)
+
+
+def test_empty_histogram_is_imagestats_answer():
+    """No pixels: ImageStat says extrema (255, 0), mean int 0, median 255."""
+    check_histogram([0] * 256)
 
 
 # ------------------------------------------------------------------ notes

@@ -1,19 +1,30 @@
 """Brightness statistics of one image, exactly as Pillow computes them.
 
 The numbers are by definition those of
-``ImageStat.Stat(Image.open(f).convert("L"))``: this module calls exactly
-that and only adds what a batch run needs around it: an error recorded in
-the row instead of an exception, a pixel limit against decompression bombs,
-and a note where Pillow's answer hides something (a multi-frame file of
-which only the first frame is measured, 16-bit, 32-bit or float values
-clipped to 0-255).
+``ImageStat.Stat(Image.open(f).convert("L"))`` (extrema, mean, median): that
+call is the oracle, and the tests compare this module with it on an image of
+every mode Pillow has and on thousands of histograms. This module takes the
+same greyscale histogram, ``image.convert("L").histogram()``, but derives
+the four numbers with C-level builtins (accumulate, sum, bisect) instead of
+ImageStat's pure-Python loops over the 256 bins, which cost about a fifth
+of the time per small image. It is integer arithmetic, like ImageStat's,
+with the same integers and the same one division, so the results are the
+same ints and the same float, bit for bit.
+
+Around that it adds what a batch run needs: an error recorded in the row
+instead of an exception, a pixel limit against decompression bombs, and a
+note where Pillow's answer hides something (a multi-frame file of which only
+the first frame is measured, 16-bit, 32-bit or float values clipped to
+0-255).
 """
 
 import os
 import stat
 import warnings
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
 
-from PIL import Image, ImageStat
+from PIL import Image
 
 # Columns of a stats row, in the order the CSV shows them.
 COLUMNS = (
@@ -94,10 +105,8 @@ def measure_image(image):
     reference ``ImageStat.Stat(image.convert("L"))`` cannot measure it.
     """
     result = describe(image)
-    stats = ImageStat.Stat(greyscale(image))
-    ((result["min"], result["max"]),) = stats.extrema
-    (result["mean"],) = stats.mean
-    (result["median"],) = stats.median
+    low, high, mean, median = histogram_stats(greyscale(image).histogram())
+    result.update(min=low, max=high, mean=mean, median=median)
     result["note"] = note(image)  # after the numbers: it may seek to other frames
     return result
 
@@ -117,6 +126,28 @@ def greyscale(image):
             f"Pillow cannot convert mode {image.mode} to greyscale ({e}), so it has "
             "no brightness statistics: convert the file to RGB or L with another tool"
         ) from e
+
+
+def histogram_stats(histogram):
+    """(min, max, mean, median) of a 256-bin histogram, as ImageStat gives them.
+
+    ``ImageStat.Stat(histogram)``'s extrema[0], mean[0] and median[0], also
+    for an empty histogram: (255, 0, 0, 255), with the int 0 for the mean.
+    On the running sums, the first bin whose sum exceeds 0 is the minimum,
+    the first that reaches the count the maximum, and the first that
+    exceeds count // 2 the median, exactly where ImageStat's loops stop.
+    The sum of all values, ImageStat's sum of j * h[j], is the same integer
+    as 256 * count - sum(running): a pixel in bin j is missing from the
+    running sums of the j bins below it (and counted in the rest), and one
+    C-level sum over them is 4x faster than summing the 256 products.
+    """
+    running = list(accumulate(histogram))
+    count = running[-1]
+    low = min(bisect_right(running, 0), 255)
+    high = bisect_left(running, count)
+    mean = (256 * count - sum(running)) / count if count else 0
+    median = min(bisect_right(running, count // 2), 255)
+    return low, high, mean, median
 
 
 def note(image):
