@@ -3,13 +3,15 @@
 
     python scripts/image_processor.py -file EuroSAT_RGB/Forest/Forest_1.jpg -out results/
 
-prints and writes to OUT/<image name without extension>.txt the guide's line
+prints and writes to OUT/<image file name>.txt (here results/Forest_1.jpg.txt,
+as the guide's metadata/Residential_1.jpg.txt) the guide's line
 
     filename:EuroSAT_RGB/Forest/Forest_1.jpg min:65 max:95 mean:79.522705078125
 
-using the same measurement code as the workflow. A file Pillow cannot read
-gives `filename:F error:<what is wrong>` and exit status 1, so a task array
-element fails visibly. For more than a handful of images use the workflow:
+using the same measurement code as the workflow. The name keeps the image's
+extension, so Forest_1.jpg and Forest_1.png give two result files. A file
+Pillow cannot read gives `filename:F error:<what is wrong>` and exit status 1,
+so a task array element fails visibly. For more than a handful of images use the workflow:
 one Python start per image costs ~50 ms for ~0.2 ms of work.
 """
 
@@ -37,7 +39,7 @@ def main(argv=None):
     row = measure(args.file, args.file)
     line = guide_line(args.file, row)
     os.makedirs(args.out, exist_ok=True)
-    name = os.path.splitext(os.path.basename(args.file))[0] + ".txt"
+    name = os.path.basename(args.file) + ".txt"
     with open(os.path.join(args.out, name), "w", encoding="utf-8") as f:
         f.write(line + "\n")
     print(line)
