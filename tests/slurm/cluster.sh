@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Bring a real single-node Slurm 22.05 cluster (with accounting) up and down on
-# this machine, for testing the workflow against Slurm. Debian bookworm, root,
+# Bring a real single-node Slurm cluster (with accounting) up and down on this
+# machine, for testing the workflow against Slurm. Root on Debian 12 bookworm
+# (Slurm 22.05, MariaDB 10.11) or Debian 13 trixie (Slurm 24.11, MariaDB 11.8);
 # no systemd needed: every daemon is started directly with its own pid file.
+# Where Slurm versions differ the script asks `slurmctld -V` (see slurm_at_least).
 #
 # Usage: tests/slurm/cluster.sh install|up|status|limit N|down
 #
-#   install   apt-get install the Debian packages when any is missing
+#   install   apt-get install the Debian packages when any is missing: Slurm,
+#             munge, MariaDB, nftables, and Lmod (`module`, for the
+#             environment modules test)
 #   up        start munged, mariadbd, slurmdbd, slurmctld, slurmd (idempotent),
 #             create account/user/partitions and root's MaxSubmitJobs limit
 #   limit N   set root's association MaxSubmitJobs to N (-1 clears it)
@@ -24,7 +28,9 @@ MAX_SUBMIT=${SLURM_TEST_MAX_SUBMIT:-8}
 
 CLUSTER=imagestats
 ACCOUNT=comet_abc123
-PACKAGES=(munge slurm-wlm slurmdbd mariadb-server nftables)
+# The same names on bookworm and trixie. lmod is not needed by the cluster:
+# it is here because this is the one install step of the README's test command.
+PACKAGES=(munge slurm-wlm slurmdbd mariadb-server nftables lmod)
 NFT_TABLE=imagestats_slurm
 # Written into every file we generate, so we never overwrite a slurm.conf
 # somebody else put in /etc/slurm.
@@ -67,7 +73,7 @@ declare -A LOGFILE=(
 declare -A RUNAS=([munged]=munge [mariadbd]=mysql [slurmdbd]=slurm [slurmctld]=slurm [slurmd]=root)
 # Seconds to wait for a daemon to answer after start / to exit after TERM.
 # slurmdbd creates its tables on the first start, which takes a while.
-declare -A START_TIMEOUT=([munged]=15 [mariadbd]=60 [slurmdbd]=60 [slurmctld]=60 [slurmd]=60)
+declare -A START_TIMEOUT=([munged]=15 [mariadbd]=60 [slurmdbd]=120 [slurmctld]=60 [slurmd]=60)
 declare -A STOP_TIMEOUT=([munged]=15 [mariadbd]=60 [slurmdbd]=30 [slurmctld]=30 [slurmd]=30)
 
 say() { printf '[slurm-test] %s\n' "$*"; }
@@ -79,6 +85,23 @@ die() {
 
 need_root() {
 	[[ $(id -u) -eq 0 ]] || die "must run as root (starts daemons, writes /etc/slurm)"
+}
+
+# The installed Slurm's major and minor version, from `slurmctld -V`
+# ("slurm-wlm 22.05.8" on Debian 12, "slurm-wlm 24.11.5" on Debian 13).
+SLURM_MAJOR= SLURM_MINOR=
+detect_slurm() {
+	local out
+	out=$(slurmctld -V 2>&1) || die "'slurmctld -V' failed: $out"
+	[[ $out =~ ([0-9]+)\.([0-9]+) ]] || die "cannot read Slurm's version from 'slurmctld -V': $out"
+	SLURM_MAJOR=$((10#${BASH_REMATCH[1]}))
+	SLURM_MINOR=$((10#${BASH_REMATCH[2]}))
+}
+
+# slurm_at_least 24 5: the installed Slurm is 24.05 or newer.
+slurm_at_least() {
+	[[ -n $SLURM_MAJOR ]] || detect_slurm
+	((SLURM_MAJOR > $1 || (SLURM_MAJOR == $1 && SLURM_MINOR >= $2)))
 }
 
 # Pid of a daemon if its pid file names a live process of the right program.
@@ -208,10 +231,27 @@ cmd_install() {
 	fi
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -q
-	apt-get install -y -q "${missing[@]}"
+	# One name this release lacks would make apt-get install none of them:
+	# install what it has, then stop naming what it has not.
+	local available=() unavailable=() candidate
+	for p in "${missing[@]}"; do
+		candidate=$(apt-cache policy "$p" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }')
+		if [[ -n $candidate && $candidate != "(none)" ]]; then
+			available+=("$p")
+		else
+			unavailable+=("$p")
+		fi
+	done
+	if ((${#available[@]})); then
+		apt-get install -y -q "${available[@]}"
+	fi
 	if ((ours)); then
 		rm -f "$policy"
 		trap - EXIT
+	fi
+	if ((${#unavailable[@]})); then
+		die "no installation candidate for ${unavailable[*]} in this machine's apt sources" \
+			"(Debian $(cat /etc/debian_version 2>/dev/null || echo '?')); installed: ${available[*]:-nothing}"
 	fi
 	say "installed: ${missing[*]}"
 }
@@ -222,11 +262,16 @@ cmd_install() {
 # memory held back so the node is not drained for "Low RealMemory".
 node_line() {
 	local detected mem
+	# First line: NodeName=... CPUs=... RealMemory=... (22.05 and 24.11 alike);
+	# 24.11 appends " Gres=gpu:..." for GPUs it finds, which would need a
+	# gres.conf: this test cluster has no GRES, so drop it.
 	detected=$(slurmd -C | head -n1)
+	[[ $detected =~ ^NodeName= ]] || die "unexpected first line from 'slurmd -C': $detected"
 	[[ $detected =~ RealMemory=([0-9]+) ]] || die "cannot read RealMemory from 'slurmd -C': $detected"
 	mem=${BASH_REMATCH[1]}
 	mem=$((mem - (mem / 20 > 256 ? mem / 20 : 256)))
 	detected=${detected/RealMemory=${BASH_REMATCH[1]}/RealMemory=$mem}
+	detected=$(sed -E 's/ Gres=[^ ]*//' <<<"$detected")
 	printf '%s NodeAddr=127.0.0.1 State=UNKNOWN\n' "$detected"
 }
 
@@ -255,7 +300,10 @@ prepare_dirs() {
 
 write_configs() {
 	local host node
-	host=$(hostname -s)
+	# Short host name, as `hostname -s` gives it (and as slurmd names the
+	# node), without needing the hostname package.
+	host=$(uname -n)
+	host=${host%%.*}
 	node=$(node_line)
 	NODE=${node#NodeName=}
 	NODE=${NODE%% *}
@@ -281,7 +329,7 @@ EOF
 $MARKER
 # Live copy: $SLURM_ETC/slurm.conf. State folder: $STATE
 ClusterName=$CLUSTER
-# Everything on loopback; Slurm 22.05 still binds 0.0.0.0, see the nftables table.
+# Everything on loopback; Slurm still binds 0.0.0.0, see the nftables table.
 SlurmctldHost=$host(127.0.0.1)
 SlurmUser=slurm
 SlurmctldPort=6817
@@ -294,7 +342,8 @@ SlurmctldPidFile=${PIDFILE[slurmctld]}
 SlurmdPidFile=${PIDFILE[slurmd]}
 SlurmctldLogFile=${LOGFILE[slurmctld]}
 SlurmdLogFile=${LOGFILE[slurmd]}
-# No cgroups without systemd: track processes by their parent ids.
+# No cgroups without systemd: track processes by their parent ids. 24.11 has
+# no task/none plugin any more but reads a 'none' name as "no task plugin".
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
@@ -321,8 +370,25 @@ $node
 PartitionName=default_free Nodes=$NODE Default=YES MaxTime=1:00:00 State=UP
 PartitionName=short_free Nodes=$NODE MaxTime=0:30:00 State=UP
 EOF
+	# Slurm 24.05 and newer start a cgroup plugin in slurmd (and each
+	# slurmstepd) even when nothing asks for cgroups, and without systemd
+	# that fails on cgroup v2 ("cannot connect to dbus system daemon ...
+	# Unable to initialize cgroup plugin"). Nothing here uses cgroups
+	# (proctrack/linuxproc, task/none, jobacct_gather/linux), so switch it
+	# off; CgroupPlugin=disabled exists from 24.05 on. 22.05 has no such
+	# value and needs no cgroup.conf here.
+	if slurm_at_least 24 5; then
+		put_file "$ETC/cgroup.conf" 644 root:root <<EOF
+$MARKER
+CgroupPlugin=disabled
+EOF
+	elif [[ -e $ETC/cgroup.conf ]]; then
+		rm -f "$ETC/cgroup.conf"
+		CHANGED=1
+	fi
 	SLURM_CONF_CHANGED=$CHANGED
 
+	CHANGED=0
 	put_file "$ETC/slurmdbd.conf" 600 slurm:slurm <<EOF
 $MARKER
 AuthType=auth/munge
@@ -339,21 +405,33 @@ StorageUser=slurm
 StoragePass=$(<"$DB_PASS_FILE")
 StorageLoc=slurm_acct_db
 EOF
+	DBD_CONF_CHANGED=$CHANGED
 
 	# Never clobber a slurm.conf that is not ours (a developer's real one).
-	local f
-	for f in slurm.conf slurmdbd.conf; do
-		if [[ -e $SLURM_ETC/$f ]] && ! grep -qxF "$MARKER" "$SLURM_ETC/$f"; then
+	local f ours=(slurm.conf slurmdbd.conf)
+	if [[ -f $ETC/cgroup.conf ]]; then
+		ours+=(cgroup.conf)
+	fi
+	for f in "${ours[@]}"; do
+		if [[ -e $SLURM_ETC/$f ]] && ! is_ours "$SLURM_ETC/$f"; then
 			die "$SLURM_ETC/$f exists and was not written by this script; move it away first"
 		fi
 	done
 	put_file "$SLURM_ETC/slurm.conf" 644 root:root <"$ETC/slurm.conf"
 	put_file "$SLURM_ETC/slurmdbd.conf" 600 slurm:slurm <"$ETC/slurmdbd.conf"
+	if [[ -f $ETC/cgroup.conf ]]; then
+		put_file "$SLURM_ETC/cgroup.conf" 644 root:root <"$ETC/cgroup.conf"
+	elif [[ -e $SLURM_ETC/cgroup.conf ]] && is_ours "$SLURM_ETC/cgroup.conf"; then
+		rm -f "$SLURM_ETC/cgroup.conf"
+	fi
 }
 
-# Slurm 22.05 listens on all interfaces whatever the config says; drop its
-# ports (and srun's) on everything but loopback. One table of our own,
-# replaced atomically, so repeated `up` never stacks rules.
+# A config file this script wrote (it carries the marker line).
+is_ours() { grep -qxF "$MARKER" "$1"; }
+
+# Slurm (22.05 and 24.11 alike) listens on all interfaces whatever the config
+# says; drop its ports (and srun's) on everything but loopback. One table of
+# our own, replaced atomically, so repeated `up` never stacks rules.
 firewall_up() {
 	if ! command -v nft >/dev/null 2>&1; then
 		warn "nft not found: Slurm ports 6817-6819 stay reachable from the network"
@@ -462,7 +540,11 @@ sacctmgr_ok() {
 	if out=$(sacctmgr -i "$@" 2>&1); then
 		return 0
 	fi
-	if grep -qE 'Nothing (new added|modified)|already exists' <<<"$out"; then
+	# 22.05: " Nothing new added." / " Nothing modified" / " This cluster X
+	# already exists.  Not adding."; 24.11 exits 0 for an existing account or
+	# user (" Nothing added." or "Data has not changed since time specified")
+	# and still says " Nothing modified" (two spaces before it from 25.05).
+	if grep -qE 'Nothing (new )?(added|modified)|already exists|Data has not changed' <<<"$out"; then
 		return 0
 	fi
 	printf '%s\n' "$out" >&2
@@ -492,20 +574,34 @@ cmd_up() {
 	for tool in munged mungekey mariadbd mariadb-install-db slurmdbd slurmctld slurmd sacctmgr; do
 		command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run '$0 install' first"
 	done
-	say "state folder: $STATE"
+	detect_slurm
+	say "state folder: $STATE (Slurm $SLURM_MAJOR.$(printf '%02d' "$SLURM_MINOR"))"
 	prepare_dirs
 	write_configs
 	firewall_up
+	# A changed config takes a restart, not `scontrol reconfigure`: from
+	# Slurm 23.11 on that re-executes slurmctld under a new pid (our pid file
+	# would name a process that is going away), and some changes (ports,
+	# node lines) need a restart in any version.
+	local name
+	if [[ $SLURM_CONF_CHANGED == 1 ]]; then
+		for name in slurmd slurmctld; do
+			if daemon_pid "$name" >/dev/null; then
+				say "slurm.conf or cgroup.conf changed: restarting $name"
+				stop_daemon "$name"
+			fi
+		done
+	fi
+	if [[ $DBD_CONF_CHANGED == 1 ]] && daemon_pid slurmdbd >/dev/null; then
+		say "slurmdbd.conf changed: restarting slurmdbd"
+		stop_daemon slurmdbd
+	fi
 
 	ensure_daemon munged
 	ensure_daemon mariadbd
 	setup_database
 	ensure_daemon slurmdbd
 	setup_accounting
-	if [[ $SLURM_CONF_CHANGED == 1 ]] && daemon_pid slurmctld >/dev/null; then
-		say "slurm.conf changed: reconfiguring the running daemons"
-		scontrol reconfigure
-	fi
 	ensure_daemon slurmctld
 	ensure_daemon slurmd
 	set_limit "$MAX_SUBMIT"
@@ -570,8 +666,8 @@ cmd_down() {
 	# local run. Without the live config the machine is Slurm-free again
 	# (the state folder keeps a copy; `up` puts it back).
 	local f
-	for f in slurm.conf slurmdbd.conf; do
-		if [[ -e $SLURM_ETC/$f ]] && grep -qxF "$MARKER" "$SLURM_ETC/$f"; then
+	for f in slurm.conf slurmdbd.conf cgroup.conf; do
+		if [[ -e $SLURM_ETC/$f ]] && is_ours "$SLURM_ETC/$f"; then
 			rm -f "$SLURM_ETC/$f"
 		fi
 	done
