@@ -143,15 +143,15 @@ class WorkflowPlan:
     def _check_slurm(self, due):
         account, limit = self.slurm
         local = snakemake_internals.local_rules(self.workflow)
-        jobs, after = [], []
+        jobs, here = [], set()
         for job in due:
-            name = job.rule.name
-            if name in local or job.rule.norun or job.rule.is_template_engine:
-                if name not in after and name != "all":
-                    after.append(name)
+            rule = job.rule
+            if rule.name in local or rule.norun or rule.is_template_engine:
+                here.add(rule.name)
                 continue
             res = job.resources
-            jobs.append(Job(name, job.threads, res.get("runtime", 0), res.get("mem_mb", 0)))
+            jobs.append(Job(rule.name, job.threads, res.get("runtime", 0), res.get("mem_mb", 0)))
+        after = [r.name for r in self.workflow.rules if r.name in here and not r.norun]
         slurm_plan = make_slurm_plan(
             self.plan, jobs, self.workflow.resource_settings.nodes or 1, account, limit, after
         )
