@@ -29,6 +29,7 @@ from imagestats.workflow import (  # noqa: E402
     bundled_paths,
     config_file,
     config_problem,
+    module_check,
     plan_for_workflow,
     python_for_shell,
     schema_file,
@@ -54,6 +55,7 @@ PYTHON = python_for_shell(workflow, config)
 ROOT = PLAN.root
 ON_ERROR = config["on_error"]
 IMAGE_FILES = "--images-dir results/images" if config["per_image_files"] else ""
+shell.prefix(module_check(workflow, config))
 
 
 onstart:

@@ -190,13 +190,6 @@ def test_every_rule_runs_the_python_of_the_loaded_module(lmod, small_tree, tmp_p
         check_png(work / "results" / "plots" / f"{png}.png")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Snakemake 9.27.1 runs `module purge && module load M; set -euo pipefail; CMD`: "
-    "a module that fails to load does not stop CMD, which then runs whatever python3 is "
-    "on PATH. Fix in the Snakefile (e.g. shell.prefix with `module is-loaded M || (echo "
-    "... >&2; exit 1);` after `set -euo pipefail;` when env-modules is on), then drop this mark.",
-)
 def test_a_module_that_does_not_exist_stops_the_run(lmod, small_tree, tmp_path, monkeypatch):
     """A misspelt module must not leave the rules on some other python3."""
     record = tmp_path / "python3-calls.jsonl"

@@ -11,6 +11,7 @@ of stale lists wait for ``onstart``, which Snakemake calls holding its lock.
 
 import gc
 import os
+import shlex
 import sys
 import threading
 import time
@@ -360,6 +361,27 @@ def before_exit():
     gc.freeze()
 
 
+def _deployment(workflow):
+    return {getattr(m, "name", str(m)).upper() for m in workflow.deployment_settings.deployment_method}
+
+
+def module_check(workflow, config):
+    """A shell prefix that stops a rule whose environment modules did not load.
+
+    Snakemake runs `module purge && module load M; <command>`: a module that
+    fails to load (a typo, a module the cluster lacks) leaves the command
+    running on whatever python3 is on PATH. The check makes it fail instead,
+    saying which module. Empty unless modules are in use."""
+    if "ENV_MODULES" not in _deployment(workflow) or not config.get("envmodules"):
+        return ""
+    checks = "".join(
+        f"module is-loaded {shlex.quote(m)} || (echo 'environment module {m} did not load: "
+        "check its name with `module avail`, or fix envmodules in the config' >&2; exit 1); "
+        for m in config["envmodules"]
+    )
+    return "set -euo pipefail; " + checks
+
+
 def python_for_shell(workflow, config):
     """The interpreter the rules' commands run.
 
@@ -370,7 +392,7 @@ def python_for_shell(workflow, config):
     commands, not as a rule param: params are rerun triggers, and another
     interpreter must not rerun every shard.
     """
-    methods = {getattr(m, "name", str(m)).upper() for m in workflow.deployment_settings.deployment_method}
+    methods = _deployment(workflow)
     if "ENV_MODULES" in methods and config.get("envmodules"):
         return "python3"
     if "CONDA" in methods:
