@@ -66,53 +66,94 @@ def tree(tmp_path_factory):
     return root
 
 
-def run_profile(workdir, tree, *args, check=True, popen=False):
+@pytest.fixture(scope="module")
+def heavy_tree(tmp_path_factory):
+    """60 smooth 4000x3000 JPEGs: ~0.15 s of decoding each, ~1 MB on disk."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("heavy") / "Scans"
+    root.mkdir()
+    y, x = np.mgrid[0:3000, 0:4000].astype(np.uint16)
+    rng = np.random.default_rng(1)
+    for i in range(60):
+        base = x * (i % 7 + 1) // 16 + y // 12
+        noise = rng.integers(0, 8, (3000, 4000), dtype=np.uint16)
+        pixels = np.stack([base + noise, base + 40, base * 2 + noise], axis=-1) % 256
+        Image.fromarray(pixels.astype(np.uint8)).save(root / f"scan_{i}.jpg", quality=90)
+    return root
+
+
+def run_profile(workdir, tree, *args, check=True, popen=False, config=(), env=None, per_job=40):
+    """snakemake --profile profiles/comet, with status checks every 2 s
+    (tests/slurm/profile) instead of the shipped 40 s."""
     cmd = [
         sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
         "--configfile", str(CONFIG), "--profile", str(REPO / "profiles" / "comet"),
         "--workflow-profile", str(TEST_PROFILE),
-        "--config", f"input_dir={tree}", "images_per_job=40", *args,
+        "--config", f"input_dir={tree}", f"slurm_images_per_job={per_job}", *config, *args,
     ]  # fmt: skip
+    env = {**os.environ, **(env or {})}
     if popen:
         log = open(workdir.parent / f"{workdir.name}.log", "w")
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     result.output = result.stdout + result.stderr
     if check and result.returncode != 0:
         pytest.fail(f"snakemake --profile failed:\n{result.output[-6000:]}")
     return result
 
 
-def local_csv(tmp_path, tree):
-    work = tmp_path / "local"
+def local_csv(tmp_path, tree, per_job=40, name="local"):
+    work = tmp_path / name
     subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(work),
          "--configfile", str(CONFIG), "--cores", "2", "results/stats.csv",
-         "--config", f"input_dir={tree}", "images_per_job=40"],
+         "--config", f"input_dir={tree}", f"images_per_job={per_job}"],
         check=True, capture_output=True,
     )  # fmt: skip
     return (work / "results" / "stats.csv").read_bytes()
 
 
 def planned_slurm_jobs(output):
-    found = re.search(r"^  Slurm jobs +(\d+):", output, re.MULTILINE)
+    found = re.search(r"^  Slurm jobs due +(\d+):", output, re.MULTILINE)
     assert found, "the run printed no Slurm plan"
     return int(found.group(1))
 
 
 def sacct_jobs_after(first_id):
     """Jobs with an id >= first_id: (id, state, account, partition, submit, end)."""
+    return [job[:6] for job in sacct_records(first_id)]
+
+
+def sacct_records(first_id):
+    """(id, state, account, partition, submit, end, comment, timelimit, reqmem,
+    elapsed s, total CPU s) of the jobs with an id >= first_id. TotalCPU is
+    on the job's line without -X (summed over its steps)."""
     out = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-a", "-o", "JobID,State,Account,Partition,Submit,End",
+        ["sacct", "-n", "-P", "-a", "-o",
+         "JobID,State,Account,Partition,Submit,End,Comment,Timelimit,ReqMem,ElapsedRaw,TotalCPU",
          "-S", "now-1hour"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     jobs = []
     for line in out.splitlines():
-        job_id, state, account, partition, submit, end = line.split("|")
+        job_id, state, account, partition, submit, end, comment, limit, mem, elapsed, cpu = line.split("|")
         if job_id.isdigit() and int(job_id) >= first_id:
-            jobs.append((int(job_id), state.split()[0], account, partition, submit, end))
+            jobs.append((int(job_id), state.split()[0], account, partition, submit, end, comment,
+                         limit, mem, int(elapsed or 0), seconds(cpu)))  # fmt: skip
     return jobs
+
+
+def seconds(text):
+    """sacct's [DD-][HH:]MM:SS[.mmm] as seconds."""
+    if not text:
+        return 0.0
+    days, _, clock = text.rpartition("-")
+    parts = [float(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    return int(days or 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
 def next_job_id():
@@ -162,7 +203,125 @@ def test_profile_run_matches_plan_limit_and_local_csv(slurm, tree, tmp_path):
     assert most_in_flight(jobs) <= LIMIT
     assert (work / "results" / "stats.csv").read_bytes() == local_csv(tmp_path, tree)
     # Slurm's logs are where the README says, and were kept
-    assert list((work / "logs" / "slurm").glob("*/*.log"))
+    assert list((work / "logs" / "slurm").glob("*/*/*.log"))
+
+
+def test_one_slurm_job_per_shard_and_one_round_after_them(slurm, tree, tmp_path):
+    """Every Slurm job measures exactly one shard (one Snakemake start, no
+    srun step per shard), and the jobs after the shards are no Slurm jobs:
+    they run on the submit host as soon as the last shard is seen done."""
+    first = next_job_id()
+    work = tmp_path / "slurm"
+    result = run_profile(work, tree)
+    shards = sorted(p.name[: -len(".jsonl")] for p in (work / "results" / "shards").glob("*.jsonl"))
+    records = [r for r in sacct_records(first) if r[6].startswith("rule_")]
+    comments = sorted(r[6] for r in records)
+    assert comments == sorted(f"rule_image_stats_wildcards_{s}" for s in shards), comments
+    for rule in ("aggregate_stats", "summarize_stats", "plot_stats"):
+        assert f"localrule {rule}:" in result.output
+        assert (work / "logs" / f"{rule}.log").exists()
+    # the local rules started after the last shard job ended, in one round
+    last_end = max(datetime.fromisoformat(r[5]) for r in records)
+    csv_made = datetime.fromtimestamp((work / "results" / "stats.csv").stat().st_mtime)
+    assert csv_made >= last_end.replace(microsecond=0)
+
+
+def test_a_two_cpu_job_keeps_both_cpus_busy(slurm, heavy_tree, tmp_path):
+    """--set-threads image_stats=2 asks Slurm for 2 CPUs per shard job and
+    the job measures with 2 processes: its TotalCPU exceeds its elapsed time."""
+    first = next_job_id()
+    work = tmp_path / "wide"
+    result = run_profile(work, heavy_tree, "--set-threads", "image_stats=2", per_job=100_000)
+    assert "CPUs per job       2" in result.output
+    (job,) = [r for r in sacct_records(first) if r[6].startswith("rule_image_stats")]
+    assert job[1] == "COMPLETED"
+    elapsed, total_cpu = job[9], job[10]
+    assert total_cpu > elapsed, f"TotalCPU {total_cpu} s, elapsed {elapsed} s"
+    log = next((work / "logs" / "image_stats").glob("*.log")).read_text()
+    assert "2 process(es)" in log
+
+
+KILLER = """
+import os, signal
+target = os.environ.get("IMAGESTATS_TEST_KILL_ON")
+if target:
+    from PIL import Image
+    _open = Image.open
+    def _open_or_die(fp, *args, **kwargs):
+        if str(fp).endswith(target):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _open(fp, *args, **kwargs)
+    Image.open = _open_or_die
+"""
+
+
+def test_a_retry_asks_for_more_time_and_memory(slurm, tree, tmp_path):
+    """A shard job killed on an image (a decoder crash, as the job sees it)
+    fails; Snakemake's retry asks Slurm for twice the time and memory (seen
+    in sacct), measures that image alone, and a second death on it becomes
+    an error row: the run completes."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(KILLER)
+    env = {"PYTHONPATH": str(hooks), "IMAGESTATS_TEST_KILL_ON": "Forest/Forest_7.jpg"}
+    first = next_job_id()
+    work = tmp_path / "retry"
+    run_profile(work, tree, env=env, per_job=1000)
+    records = [r for r in sacct_records(first) if r[6].startswith("rule_image_stats")]
+    assert [r[1] for r in records] == ["FAILED", "COMPLETED"], records
+    (limit1, mem1), (limit2, mem2) = [(seconds(r[7]), int(r[8].rstrip("MG"))) for r in records]
+    assert limit2 == 2 * limit1 and mem2 == 2 * mem1, records
+    rows = {line.split(",")[0]: line for line in (work / "results/stats.csv").read_text().splitlines()}
+    assert "the measuring process died on this image in 2 attempts" in rows["Forest/Forest_7.jpg"]
+    assert len(rows) == 301  # header + every image
+    log = next((work / "logs" / "image_stats").glob("*.log")).read_text()
+    assert re.search(r"\(\d+ measured, [1-9]\d* kept\)", log), log  # the retry kept the first attempt's rows
+
+
+def test_the_plan_of_a_resumed_run_counts_only_what_is_due(slurm, tree, tmp_path):
+    """After a finished run lost one shard table and one image changed, two
+    shard jobs are due: the plan counts those two, and they fit a limit
+    that the whole run would not."""
+    work = tmp_path / "resume"
+    snakemake_local(work, tree)
+    tables = sorted((work / "results" / "shards").glob("*.jsonl"))
+    assert len(tables) >= 4
+    tables[0].unlink()
+    lost = tables[0].name
+    changed = changed_image(tree, work, avoid=lost)
+    cluster("limit", "2")
+    try:
+        result = run_profile(work, tree, "-n", check=False)
+    finally:
+        cluster("limit", str(LIMIT))
+    assert result.returncode == 0, result.output[-3000:]
+    assert planned_slurm_jobs(result.output) == 2
+    assert "most in flight     2 job(s)" in result.output
+    assert "verdict            fits: at most 2 Slurm jobs in flight, 2 allowed" in result.output
+    assert changed.exists()
+
+
+def snakemake_local(work, tree, per_job=40):
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(work),
+         "--configfile", str(CONFIG), "--cores", "2",
+         "--config", f"input_dir={tree}", f"images_per_job={per_job}", f"slurm_images_per_job={per_job}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def changed_image(tree, work, avoid):
+    """Touch an image of another shard than ``avoid``; return its path."""
+    import json
+
+    for table in sorted((work / "results" / "shards").glob("*.jsonl")):
+        if table.name != avoid:
+            path = json.loads(table.read_text().splitlines()[0])["path"]
+            image = tree / path
+            stat = image.stat()
+            os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+            return image
+    raise AssertionError("no other shard")
 
 
 def test_plan_catches_a_limit_below_jobs_before_submitting(slurm, tree, tmp_path):

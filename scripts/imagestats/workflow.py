@@ -84,7 +84,7 @@ class WorkflowPlan:
         cores = None if slurm else workflow.resource_settings.cores
         weights = {name: max(1, s.bytes) for name, s in plan.shards.items()}
         self._threads = resources.threads_for_shards(weights, cores)
-        self._checked = slurm is None and not workflow.is_main_process
+        self._checked = not workflow.is_main_process  # jobs of a run check nothing
         self.progress = None
         self._started = None
 

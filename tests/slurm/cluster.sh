@@ -366,6 +366,8 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=6819
 AccountingStorageEnforce=associations,limits,qos
+# sacct shows each job's --comment (the Slurm plugin writes rule and wildcards there).
+AccountingStoreFlags=job_comment
 $node
 PartitionName=default_free Nodes=$NODE Default=YES MaxTime=1:00:00 State=UP
 PartitionName=short_free Nodes=$NODE MaxTime=0:30:00 State=UP
