@@ -385,3 +385,72 @@ def test_cancelled_job_is_recovered_by_a_rerun(slurm, tree, tmp_path):
     rerun = run_profile(work, tree)
     assert "verdict            fits" in rerun.output
     assert (work / "results" / "stats.csv").read_bytes() == local_csv(tmp_path, tree)
+
+
+# ------------------------------------------------------------------ scale
+
+
+def linked_tree(base, root, copies):
+    """``copies`` hard-linked copies of the EuroSAT-like ``base`` tree under
+    ``root`` (numbered on, as make_eurosat_like numbers copies): a large
+    tree that costs one link per image."""
+    for folder in sorted(base.iterdir()):
+        images = sorted(folder.iterdir())
+        out = root / folder.name
+        out.mkdir(parents=True)
+        for copy in range(copies):
+            for number, image in enumerate(images, 1):
+                os.link(image, out / f"{folder.name}_{number + copy * len(images)}.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def base_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("base") / "EuroSAT_RGB"
+    generate(str(root), scale=0.1, workers=2)  # 2,700 images
+    return root
+
+
+def measured(cmd, cwd=None):
+    """(CompletedProcess-like output, wall seconds, peak MB of the process)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    return out, os.waitstatus_to_exitcode(status), time.monotonic() - start, usage.ru_maxrss / 1024
+
+
+def test_270k_images_through_the_cluster_match_a_local_run(slurm, base_tree, tmp_path):
+    tree = linked_tree(base_tree, tmp_path / "images" / "EuroSAT_RGB", 100)
+    first = next_job_id()
+    work = tmp_path / "slurm"
+    result = run_profile(work, tree, per_job=25_000)
+    planned = planned_slurm_jobs(result.output)
+    jobs = wait_for_sacct(first, planned)
+    assert len(jobs) == planned and {j[1] for j in jobs} == {"COMPLETED"}, jobs
+    assert most_in_flight(jobs) <= LIMIT
+    rows = (work / "results" / "stats.csv").read_bytes()
+    assert rows.count(b"\n") == 270_001
+    assert rows == local_csv(tmp_path, tree, per_job=4000)
+
+
+def test_a_million_image_plan(slurm, base_tree, tmp_path):
+    """999,000 images: the Slurm plan suggests settings that make at most
+    ~40 Slurm jobs, and those settings do. Size and time are printed."""
+    tree = linked_tree(base_tree, tmp_path / "images" / "EuroSAT_RGB", 370)
+    cmd = [
+        sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path / "work"),
+        "--configfile", str(CONFIG), "--profile", str(REPO / "profiles" / "comet"), "-n",
+        "--config", f"input_dir={tree}",
+    ]  # fmt: skip
+    out, code, seconds, peak = measured(cmd)
+    assert code == 0, out[-3000:]
+    print(f"\nmillion-image dry run: {seconds:.1f} s, peak {peak:.0f} MB, {planned_slurm_jobs(out)} Slurm jobs")
+    assert "images found       999,000" in out
+    found = re.search(r"--config (slurm_images_per_job=\d+)", out)
+    assert found, out[-3000:]
+    out, code, seconds, peak = measured([*cmd, found.group(1)])
+    assert code == 0, out[-3000:]
+    print(f"with {found.group(1)}: {seconds:.1f} s, peak {peak:.0f} MB, {planned_slurm_jobs(out)} Slurm jobs")
+    assert planned_slurm_jobs(out) <= 40
+    assert "verdict            fits" in out
