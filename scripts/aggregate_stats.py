@@ -2,10 +2,15 @@
 """Join the shard tables of a plan into stats.csv (the aggregate_stats rule).
 
     aggregate_stats.py PLAN_DIR TABLES_DIR --csv results/stats.csv
+        [--summary F --errors F --summary-html F --errors-html F]
 
-A thin command-line shell around imagestats.aggregate, run by `shell:` for
-the reason image_stats.py gives: a `script:` job first imports Snakemake,
-and this job is on every run's critical path. Messages go to stderr.
+With the four summary files it also writes what summarize_stats.py writes,
+from the rows it has just merged: one process and one read of the tables
+instead of a second job that reads stats.csv back (summarize_stats.py still
+does that on its own). A thin command-line shell around imagestats.aggregate
+and imagestats.summary, run by `shell:` for the reason image_stats.py gives:
+a `script:` job first imports Snakemake, and this job is on every run's
+critical path. Messages go to stderr.
 """
 
 import argparse
@@ -14,26 +19,32 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imagestats.aggregate import (  # noqa: E402
-    AggregateError,
-    add_plan_arguments,
-    plan_frame,
-    write_csv,
-)
+from imagestats.aggregate import AggregateError, add_plan_arguments, read_plan  # noqa: E402
+
+SUMMARY_FILES = ("summary", "errors", "summary_html", "errors_html")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_plan_arguments(parser)
     parser.add_argument("--csv", required=True, help="CSV to write")
+    for name in SUMMARY_FILES:
+        parser.add_argument(f"--{name.replace('_', '-')}", help="summary file to write (all four or none)")
     args = parser.parse_args(argv)
+    summary_files = [getattr(args, name) for name in SUMMARY_FILES]
+    if any(summary_files) and not all(summary_files):
+        parser.error("give all of --summary, --errors, --summary-html and --errors-html, or none")
     try:
-        frame = plan_frame(args.plan_dir, args.tables_dir)
+        stats = read_plan(args.plan_dir, args.tables_dir, csv_out=args.csv)
     except (AggregateError, OSError) as e:
         sys.exit(f"aggregate_stats: {e}")
-    write_csv(frame, args.csv)
-    errors = int((frame["error"] != "").sum())
-    print(f"{len(frame)} images, {errors} with errors -> {args.csv}", file=sys.stderr)
+    print(f"{len(stats)} images, {len(stats.errors)} with errors -> {args.csv}", file=sys.stderr)
+    if all(summary_files):
+        from imagestats.summary import summary_messages, write_summary
+
+        summary, _ = write_summary(stats, *summary_files)
+        for line in summary_messages(summary, args.summary, args.errors):
+            print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 
     summarize_stats.py STATS_CSV --summary F --errors F --summary-html F --errors-html F
 
-A thin command-line shell around imagestats.summary, run by `shell:` (no
-Snakemake import per job). Messages go to stderr.
+The same files as aggregate_stats.py --summary ... writes, from stats.csv
+(for a workflow that runs it as a rule of its own, or to redo them). A thin
+command-line shell around imagestats.summary, run by `shell:` (no Snakemake
+import per job). Messages go to stderr.
 """
 
 import argparse
@@ -13,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imagestats.summary import OVERALL, write_summary  # noqa: E402
+from imagestats.summary import summary_messages, write_summary  # noqa: E402
 
 
 def main(argv=None):
@@ -22,21 +24,14 @@ def main(argv=None):
     for name in ("summary", "errors", "summary-html", "errors-html"):
         parser.add_argument(f"--{name}", required=True, help="file to write")
     args = parser.parse_args(argv)
-    summary, errors = write_summary(
-        args.csv, args.summary, args.errors, args.summary_html, args.errors_html
-    )
-    if (summary["class"] == OVERALL).sum() > 1:
-        print(
-            f"warning: a class folder is named {OVERALL!r} like the overall row; "
-            "summary.csv's last row is the overall one",
-            file=sys.stderr,
+    try:
+        summary, _ = write_summary(
+            args.csv, args.summary, args.errors, args.summary_html, args.errors_html
         )
-    overall = summary.iloc[-1]
-    print(
-        f"{len(summary) - 1} classes, {overall['images']} images, "
-        f"{overall['errors']} with errors -> {args.summary}, {args.errors}",
-        file=sys.stderr,
-    )
+    except (OSError, ValueError) as e:
+        sys.exit(f"summarize_stats: {e}")
+    for line in summary_messages(summary, args.summary, args.errors):
+        print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,21 @@
 """The commands the rules run after the shards, used on their own."""
 
 import csv
+import json
+import random
 import subprocess
 import sys
 
+import pandas as pd
+import pytest
+
 from conftest import SCRIPTS, as_numbers, check_png, read_stats, reference
+from imagestats import aggregate, plots
+from imagestats.aggregate import AggregateError, read_plan
+from imagestats.measure import COLUMNS, INT_COLUMNS
 from imagestats.plan import make_plan, write_plan
 from imagestats.shard import run_shard
+from imagestats.table import encode_row
 
 HEADER = ["path", "class", "width", "height", "mode", "min", "max", "mean", "median", "error", "note"]
 
@@ -14,12 +23,12 @@ HEADER = ["path", "class", "width", "height", "mode", "min", "max", "mean", "med
 def _measured(tmp_path, tree):
     """A plan and its shard tables for ``tree``, as a run leaves them."""
     plan = make_plan({"input_dir": str(tree), "extensions": [".jpg"], "images_per_job": 8})
-    write_plan(plan, tmp_path / "results" / "plan")
+    index = write_plan(plan, tmp_path / "results" / "plan")
     (tmp_path / "results" / "shards").mkdir(parents=True)
     for name in plan.shards:
         with open(tmp_path / "logs.txt", "a") as log:
             run_shard(
-                tmp_path / "results" / "plan" / f"{name}.jsonl",
+                tmp_path / "results" / "plan" / index.get("lists", {}).get(name, f"{name}.jsonl"),
                 tmp_path / "results" / "shards" / f"{name}.jsonl",
                 tmp_path / "results" / "images", "record", 89478485, log,
             )  # fmt: skip
@@ -46,6 +55,37 @@ def test_aggregate_reads_every_table_the_plan_names(tmp_path, small_tree):
     for row in rows:
         assert as_numbers(row) == reference(small_tree / row["path"]), row["path"]
     assert done.stderr.startswith(f"{len(files)} images, 0 with errors")
+
+
+SUMMARY_FILES = ("summary.csv", "errors.csv", "summary.html", "errors.html")
+
+
+def _summary_args(folder):
+    return [
+        arg for option, name in zip(("--summary", "--errors", "--summary-html", "--errors-html"),
+                                    SUMMARY_FILES)
+        for arg in (option, folder / name)
+    ]  # fmt: skip
+
+
+def test_aggregate_writes_the_summary_that_summarize_writes_from_the_csv(tmp_path, small_tree):
+    """The new call (one process: CSV and summary) and the old one (a second
+    command reading stats.csv back) give the same files, byte for byte."""
+    _measured(tmp_path, small_tree)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    done = _run("aggregate_stats.py", "results/plan", "results/shards", "--csv", "one/stats.csv",
+                *_summary_args(tmp_path / "one"), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "10 classes, 40 images, 0 with errors ->" in done.stderr
+    done = _run("summarize_stats.py", "one/stats.csv", *_summary_args(tmp_path / "two"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for name in SUMMARY_FILES:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    # Some or none of the summary files, not a few.
+    done = _run("aggregate_stats.py", "results/plan", "results/shards", "--csv", "x.csv",
+                "--summary", "s.csv", cwd=tmp_path)  # fmt: skip
+    assert done.returncode != 0 and "give all of --summary" in done.stderr
 
 
 def test_aggregate_names_a_missing_table_and_writes_nothing(tmp_path, small_tree):
@@ -102,3 +142,149 @@ def test_summarize_keeps_a_class_named_na_and_warns_about_one_named_all(tmp_path
     assert (summary[3]["images"], summary[3]["errors"]) == ("4", "1")
     with open(out["errors.csv"], newline="") as f:
         assert list(csv.reader(f)) == [["path", "class", "error"], ["Forest/bad.jpg", "Forest", "empty file"]]
+
+
+def test_plots_drawn_in_parallel_are_the_files_drawn_one_by_one(tmp_path, small_tree):
+    _measured(tmp_path, small_tree)
+    for jobs in (1, 2, 3):
+        out = tmp_path / f"jobs{jobs}"
+        out.mkdir()
+        done = _run(
+            "plot_stats.py", "results/plan", "results/shards", "--jobs", jobs,
+            "--brightness-by-class", out / "b.png", "--min-max", out / "m.png",
+            "--outliers", out / "o.png", cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    for name in ("b.png", "m.png", "o.png"):
+        serial = (tmp_path / "jobs1" / name).read_bytes()
+        check_png(tmp_path / "jobs1" / name)
+        assert (tmp_path / "jobs2" / name).read_bytes() == serial, name
+        assert (tmp_path / "jobs3" / name).read_bytes() == serial, name
+    assert not list(tmp_path.rglob("*.tmp*"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("failing", plots.FIGURES)
+def test_a_figure_failing_in_any_process_is_named_and_the_others_drawn(tmp_path, monkeypatch, failing):
+    stats = aggregate.Stats.from_rows([_row("A/1.jpg", mean=10.0), _row("A/2.jpg", mean=20.0)],
+                                      keep_paths=True)  # fmt: skip
+
+    def broken(*args):
+        raise RuntimeError("no ink")
+
+    monkeypatch.setattr(plots, failing, broken)  # the forked processes inherit it
+    outputs = {name: tmp_path / f"{name}.png" for name in plots.FIGURES}
+    with pytest.raises(plots.FigureFailed, match=f"could not draw {failing} "):
+        plots.draw_all(stats, outputs, jobs=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{name}.png" for name in plots.FIGURES if name != failing
+    )
+
+
+# ------------------------------------------- stats.csv as pandas wrote it
+
+
+def _row(path, cls=None, *, mean=None, error="", note="", **numbers):
+    """A table row as a shard writes it (size and mtime_ns too)."""
+    row = dict.fromkeys(COLUMNS)
+    row.update(path=path, error=error, note=note, size=2048, mtime_ns=1_700_000_000_123_456_789)
+    row["class"] = path.split("/")[0] if cls is None else cls
+    if not error:
+        row.update(width=64, height=48, mode="RGB", min=3, max=250, median=100)
+        row["mean"] = mean
+    row.update(numbers)
+    return row
+
+
+# File names, classes, errors and numbers the CSV must write as pandas did:
+# quoting, undecodable bytes, numbers of error rows left empty, NA kept.
+NASTY = [
+    _row("Forest/plain.jpg", mean=101.23456789012345),
+    _row("Forest/a,comma.jpg", mean=0.0),
+    _row('Forest/a "quote".jpg', mean=255.0),
+    _row("Forest/new\nline.jpg", mean=1 / 3),
+    _row("Forest/carriage\rreturn.jpg", mean=1e-05),
+    _row("Forest/ tab\tand space .jpg", mean=12.5),
+    _row("Forest/Caf\udce9.jpg", mean=99.99999999999999),  # a Latin-1 byte, as os functions give it
+    _row("Forest/back\\slash.jpg", mean=42.0),
+    _row("Forest/ünïcödé 🎉.jpg", mean=7.000000000000001),
+    _row("NA/NA.jpg", mean=100.0),
+    _row("Sea,Lake/x.jpg", mean=60.25),
+    _row("Forest/empty.jpg", error="empty file (0 bytes): copy the image again from its source"),
+    _row("River/cut.jpg", error='truncated or damaged image data (image file is truncated, "3 bytes"): copy it again',
+         width=64, height=64, mode="RGB"),  # fmt: skip
+    _row("River/anim.gif", mean=80.5, note="first of 3 frames measured"),
+    _row("River/deep.tif", mean=3.0, mode="I;16", note="values 0..40000 clipped to 0..255 by convert('L')"),
+    _row("River/nan.jpg", mean=float("nan")),  # NaN in a table: empty in the CSV
+    _row("River/int.jpg", mean=15),  # an int mean: 15.0 in the CSV
+]
+
+
+def _pandas_csv(rows, out):
+    """stats.csv as aggregate_stats wrote it with pandas (and the benchmark's baseline still does)."""
+    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+    frame = frame.astype({c: "Int64" for c in INT_COLUMNS}).astype({"mean": "float64"})
+    frame = frame.sort_values("path", kind="stable", ignore_index=True)
+    frame.to_csv(out, index=False, encoding="utf-8", errors="surrogateescape")
+
+
+def _write_tables(folder, tables, extra_keys=True):
+    """A plan index and shard tables holding ``tables`` (lists of rows, each
+    table in the order given)."""
+    (folder / "plan").mkdir(parents=True, exist_ok=True)
+    (folder / "shards").mkdir(exist_ok=True)
+    names = [f"shard-{i:03b}" for i in range(len(tables))]
+    index = {"images": sum(map(len, tables)), "shards": {n: len(t) for n, t in zip(names, tables)}}
+    (folder / "plan" / "index.json").write_text(json.dumps(index))
+    for name, rows in zip(names, tables):
+        if not extra_keys:
+            rows = [{k: v for k, v in row.items() if k in COLUMNS} for row in rows]
+        text = "".join(encode_row(row) + "\n" for row in rows)
+        (folder / "shards" / f"{name}.jsonl").write_bytes(text.encode("utf-8", "surrogateescape"))
+    return folder / "plan", folder / "shards"
+
+
+@pytest.mark.parametrize("order", ["by path", "shuffled"])
+def test_stats_csv_is_byte_for_byte_what_pandas_wrote(tmp_path, monkeypatch, order):
+    """Rows merged from several tables, in path order or not (a table in
+    any order is sorted), in batches and blocks small enough to cross
+    every boundary; the size and mtime_ns keys of a row are dropped."""
+    monkeypatch.setattr(aggregate, "BATCH", 5)
+    monkeypatch.setattr(aggregate, "MERGE_ROWS", 1)
+    rng = random.Random(order)
+    rows = NASTY + [_row(f"Gen{rng.randrange(4)}/{rng.random()}.jpg", mean=rng.uniform(0, 255))
+                    for _ in range(200)]  # fmt: skip
+    tables = [[], [], [], []]
+    for row in rows:
+        rng.choice(tables).append(row)
+    for table in tables:
+        table.sort(key=lambda r: r["path"]) if order == "by path" else rng.shuffle(table)
+    plan, shards = _write_tables(tmp_path / "results", tables)
+    _pandas_csv(rows, tmp_path / "pandas.csv")
+    stats = read_plan(plan, shards, csv_out=tmp_path / "stats.csv", keep_paths=True)
+    assert (tmp_path / "stats.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+    paths = sorted(r["path"] for r in rows)
+    assert [stats.path(i) for i in range(len(stats))] == paths
+    assert [e[0] for e in stats.errors] == ["Forest/empty.jpg", "River/cut.jpg"]
+    assert stats.classes == sorted({r["class"] for r in rows})
+
+    # The tables without the two file keys: the same CSV.
+    plan, shards = _write_tables(tmp_path / "without", tables, extra_keys=False)
+    read_plan(plan, shards, csv_out=tmp_path / "without.csv")
+    assert (tmp_path / "without.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+
+
+def test_an_image_in_two_tables_or_a_missing_row_writes_nothing(tmp_path):
+    rows = [_row(f"A/{i}.jpg", mean=float(i)) for i in range(6)]
+    plan, shards = _write_tables(tmp_path / "twice", [rows[:4], rows[2:]])
+    index = json.loads((plan / "index.json").read_text())
+    index["images"] = 6
+    (plan / "index.json").write_text(json.dumps(index))
+    with pytest.raises(AggregateError, match=r"2 image\(s\) appear in two shards, e.g. \['A/2.jpg', 'A/3.jpg'\]"):
+        read_plan(plan, shards, csv_out=tmp_path / "stats.csv")
+    index["images"] = 9
+    (plan / "index.json").write_text(json.dumps(index))
+    plan, shards = _write_tables(tmp_path / "short", [rows[:3], rows[3:]])
+    (plan / "index.json").write_text(json.dumps({**index, "shards": {"shard-000": 3, "shard-001": 3}}))
+    with pytest.raises(AggregateError, match="the shard tables hold 6 rows, the plan has 9 images"):
+        read_plan(plan, shards, csv_out=tmp_path / "stats.csv")
+    assert not list(tmp_path.glob("stats.csv*"))

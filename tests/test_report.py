@@ -15,12 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from conftest import REPO, check_png, generate, snakemake
 from imagestats import plots, summary
+from imagestats.aggregate import Stats
 from imagestats.progress import ProgressMonitor, format_duration
 
 PLOTS = ("brightness_by_class", "min_max", "outliers")
@@ -110,22 +112,29 @@ def expected_summary(stats):
     return pd.DataFrame(rows)
 
 
+def _stats(**columns):
+    """Stats of rows given as columns (lists), in path order."""
+    names = list(columns)
+    return Stats.from_rows(dict(zip(names, values)) for values in zip(*columns.values()))
+
+
 def test_summary_numbers_against_the_statistics_module():
     """An oracle that shares no code or library with summary.py: Python's
     statistics module on a hand-made class (the test above checks the
     plumbing: grouping, columns, the ALL row, the CSV round trip)."""
     means = [12.5, 20.0, 31.0, 40.0, 41.5, 200.0]
-    stats = pd.DataFrame({
-        "path": [f"A/{i}.jpg" for i in range(7)],
-        "class": ["A"] * 7,
-        "min": pd.array([1, 2, 3, 4, 5, 150, None], dtype="Int64"),
-        "max": pd.array([50, 60, 70, 80, 90, 250, None], dtype="Int64"),
-        "mean": means + [float("nan")],
-        "median": pd.array([12, 20, 31, 40, 41, 201, None], dtype="Int64"),
-        "error": [""] * 6 + ["empty file"],
-        "note": [""] * 5 + ["first of 2 frames measured", ""],
-    })  # fmt: skip
-    row = summary.summary_frame(stats).set_index("class").loc["A"]
+    stats = _stats(
+        path=[f"A/{i}.jpg" for i in range(7)],
+        **{"class": ["A"] * 7},
+        min=[1, 2, 3, 4, 5, 150, None],
+        max=[50, 60, 70, 80, 90, 250, None],
+        mean=means + [None],
+        median=[12, 20, 31, 40, 41, 201, None],
+        error=[""] * 6 + ["empty file"],
+        note=[""] * 5 + ["first of 2 frames measured", ""],
+    )  # fmt: skip
+    row = summary.summary_rows(stats)[0]
+    assert row["class"] == "A"
     q = statistics.quantiles(means, n=20, method="inclusive")  # q[i]: the (i+1)*5th percentile
     q1, q3 = q[4], q[14]
     fence_low, fence_high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
@@ -140,6 +149,47 @@ def test_summary_numbers_against_the_statistics_module():
     )
     assert row["mean_of_median"] == pytest.approx(statistics.fmean([12, 20, 31, 40, 41, 201]))
     assert row["outliers"] == sum(not fence_low <= m <= fence_high for m in means) == 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_summary_numbers_are_pandas_numbers_bit_for_bit(seed):
+    """summary.py computes without pandas what pandas computed before
+    (summary.csv compared byte for byte in the benchmark): every number
+    equal, not approximately, on classes of every size from 0 measured
+    images to thousands, with errors and ties."""
+    rng = np.random.default_rng(seed)
+    sizes = [1, 2, 3, 5, 17, 600, 4001] + list(rng.integers(1, 300, 5))
+    rows = []
+    for c, size in enumerate(sizes):
+        for i in range(size):
+            failed = rng.random() < 0.05 or (c == 0)  # class 0: every image failed
+            mean = None if failed else float(rng.choice([rng.uniform(0, 255), rng.normal(90, 40), 255.0]))
+            rows.append({
+                "path": f"C{c:02d}/{i}.jpg", "class": f"C{c:02d}",
+                "min": None if failed else int(rng.integers(0, 128)),
+                "max": None if failed else int(rng.integers(128, 256)),
+                "mean": None if failed or mean is None else min(255.0, max(0.0, mean)),
+                "median": None if failed else int(rng.integers(0, 256)),
+                "error": "broken" if failed else "", "note": "n" if rng.random() < 0.01 else "",
+            })  # fmt: skip
+    rows.sort(key=lambda r: r["path"])
+    frame = pd.DataFrame(rows).astype({"min": "Int64", "max": "Int64", "median": "Int64", "mean": "float64"})
+    want = expected_summary(frame)
+    got = pd.DataFrame(summary.summary_rows(Stats.from_rows(rows)))
+    assert list(got.columns) == list(summary.SUMMARY_COLUMNS) == list(want.columns)
+    for column in want.columns:
+        for a, b in zip(got[column], want[column]):
+            missing = pd.isna(a), pd.isna(b)
+            assert missing[0] == missing[1] and (missing[0] or a == b), (column, a, b)
+
+
+def test_plots_name_the_farthest_outliers_and_equally_far_ones_in_path_order():
+    # Median 52: 104 and 0 are equally far from it, and so are the two 300s.
+    means = np.array([50.0, 51.0, 52.0, 53.0, 54.0] * 4 + [104.0, 0.0, 300.0, 300.0])
+    bad = summary.outlier_mask(means)
+    assert np.flatnonzero(bad).tolist() == [20, 21, 22, 23]
+    assert plots._most_extreme(means, bad, 3).tolist() == [22, 23, 20]
+    assert plots._most_extreme(means, bad, 9).tolist() == [22, 23, 20, 21]
 
 
 def test_summary_matches_pandas_on_stats_csv(run):
@@ -186,19 +236,17 @@ def test_plots_are_valid_pngs_of_sensible_size(run):
 
 
 def test_plots_survive_a_run_where_every_image_failed(tmp_path):
-    stats = pd.DataFrame({
-        "path": ["A/1.jpg", "B/2.jpg"], "class": ["A", "B"],
-        "min": pd.array([None, None], "Int64"), "max": pd.array([None, None], "Int64"),
-        "mean": [float("nan")] * 2, "median": pd.array([None, None], "Int64"),
-        "error": ["broken", "broken"], "note": ["", ""],
-    })  # fmt: skip
+    stats = _stats(
+        path=["A/1.jpg", "B/2.jpg"], **{"class": ["A", "B"]}, min=[None] * 2, max=[None] * 2,
+        mean=[None] * 2, median=[None] * 2, error=["broken", "broken"], note=["", ""],
+    )  # fmt: skip
     outputs = {name: tmp_path / f"{name}.png" for name in PLOTS}
     plots.draw_all(stats, outputs)
     for file in outputs.values():
         check_png(file)
-    frame = summary.summary_frame(stats)
-    assert frame["errors"].tolist() == [1, 1, 2]
-    assert "No errors" in summary.errors_html(summary.errors_frame(stats.iloc[:0]), 0)
+    assert [row["errors"] for row in summary.summary_rows(stats)] == [1, 1, 2]
+    assert stats.errors == [("A/1.jpg", "A", "broken"), ("B/2.jpg", "B", "broken")]
+    assert "No errors" in summary.errors_html([], 0)
 
 
 # ----------------------------------------------------------------- report
@@ -334,9 +382,9 @@ def test_error_count_of_real_shard_tables(tmp_path):
     (images / '"error": "".jpg').write_bytes(b"")
     Image.new("L", (4, 4), 7).save(images / '"error": "" fine.jpg')
     plan = make_plan({"input_dir": str(images), "extensions": [".jpg"], "images_per_job": 10})
-    write_plan(plan, tmp_path / "plan")
+    index = write_plan(plan, tmp_path / "plan")
     (name,) = plan.shards
     table = tmp_path / "table.jsonl"
-    run_shard(tmp_path / "plan" / f"{name}.jsonl", table, tmp_path / "out", "record",
-              89478485, io.StringIO())  # fmt: skip
+    run_shard(tmp_path / "plan" / index.get("lists", {}).get(name, f"{name}.jsonl"), table,
+              tmp_path / "out", "record", 89478485, io.StringIO())  # fmt: skip
     assert count_errors(table) == 2

@@ -1,13 +1,48 @@
-"""Join shard tables into one table: one row per image, sorted by path."""
+"""Join the shard tables into one table: one row per image, sorted by path.
 
+No pandas, and never the whole table as Python objects: at a million
+images a DataFrame of all rows took over a gigabyte and 11 s, and these
+commands run on the Slurm submit host. Instead every shard table is read
+once (one JSON parse per table), its rows are sorted by path (a table
+written in path order costs one pass) and kept pickled, ~60 bytes a row;
+then the tables are merged by path (heapq.merge) and streamed out in
+batches: to the CSV, and into ``Stats``, the few numeric columns the
+summary and the figures use, as numpy arrays.
+
+The CSV is byte for byte what ``DataFrame.to_csv`` wrote before (and what
+the benchmark's baseline writes): Python's csv writer with pandas'
+settings, numbers as ``str()`` (ints; a float's shortest repr, which is
+numpy's too), missing values empty.
+"""
+
+import csv
+import heapq
+import io
 import os
+import pickle
+from collections import deque
+from contextlib import contextmanager
+from itertools import islice
+from operator import itemgetter, ne
 
-import pandas as pd
+import numpy as np
 
 from .atomic import replaced
 from .measure import COLUMNS, INT_COLUMNS
 from .plan import read_plan_index
 from .table import read_table
+
+_PATH, _CLASS, _ERROR, _NOTE = (COLUMNS.index(c) for c in ("path", "class", "error", "note"))
+_MIN, _MAX, _MEAN, _MEDIAN = (COLUMNS.index(c) for c in ("min", "max", "mean", "median"))
+_INTS = tuple(COLUMNS.index(c) for c in INT_COLUMNS)
+_TEXT = tuple(i for i in range(len(COLUMNS)) if i not in _INTS and i != _MEAN)
+_row_tuple = itemgetter(*COLUMNS)  # extra keys (size, mtime_ns) are dropped
+_path_of = itemgetter(_PATH)
+_NONE = type(None)
+
+BATCH = 8192  # merged rows written and converted at a time
+# Rows unpickled at once, over all tables: the merge holds a block of each.
+MERGE_ROWS = 65536
 
 
 class AggregateError(Exception):
@@ -16,13 +51,148 @@ class AggregateError(Exception):
 
 def add_plan_arguments(parser):
     """The PLAN_DIR TABLES_DIR arguments of the commands that read a plan's
-    tables (plan_frame): aggregate_stats.py and plot_stats.py."""
+    tables (read_plan): aggregate_stats.py and plot_stats.py."""
     parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
     parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
 
 
-def plan_frame(plan_dir, tables_dir):
-    """stats_frame of every table of the plan in ``plan_dir``.
+# ------------------------------------------------------------------ CSV
+
+
+@contextmanager
+def csv_file(out):
+    """``out`` open for writing (atomically) as ``DataFrame.to_csv`` opens
+    it: UTF-8 with file names' undecodable bytes kept, no newline translation."""
+    with replaced(out) as tmp:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+            yield f
+
+
+def csv_writer(f):
+    """A csv.writer with the settings of ``DataFrame.to_csv``."""
+    return csv.writer(f, lineterminator=os.linesep)
+
+
+def write_csv(out, header, rows):
+    """Write ``rows`` (sequences of str, int, float or None) under ``header``."""
+    with csv_file(out) as f:
+        writer = csv_writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+# Characters that make the csv writer quote a field (QUOTE_MINIMAL), or more.
+_SPECIAL = (",", '"', "\r", "\n")
+
+
+def _cells(column):
+    """Each value as the csv writer writes it: str(), None empty."""
+    cells = list(map(str, column))
+    if None in column:  # the numbers of an error row: few, found by C-level scans
+        i = -1
+        try:
+            while True:
+                i = column.index(None, i + 1)
+                cells[i] = ""
+        except ValueError:
+            pass
+    return cells
+
+
+def _csv_text(batch, columns):
+    """The CSV lines of ``batch`` (typed rows; ``columns``: their columns),
+    as csv.writer writes them, at a third of its cost: a row whose text
+    holds none of _SPECIAL is its cells joined by commas; the others are
+    left to the writer."""
+    cells = [_cells(column) for column in columns]
+    lines = list(map(",".join, zip(*cells)))
+    special = set()
+    for i in _TEXT:
+        text = "".join(cells[i])
+        if any(ch in text for ch in _SPECIAL):
+            special.update(j for j, cell in enumerate(cells[i]) if any(ch in cell for ch in _SPECIAL))
+    if special:
+        buffer = io.StringIO()
+        writer = csv_writer(buffer)
+        for j in special:
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow(batch[j])
+            lines[j] = buffer.getvalue()[: -len(os.linesep)]
+    lines.append("")
+    return os.linesep.join(lines)
+
+
+def _typed(batch, columns, means):
+    """``batch`` with pandas' cell types: nullable ints, float means.
+
+    json.loads already gives ints and floats, so this is a check that
+    costs little; a row that is off (a NaN, an int mean, a float width)
+    is converted as the DataFrame did: NaN written empty, 15 as 15.0."""
+    fine = all(set(map(type, columns[i])) <= {int, _NONE} for i in _INTS)
+    if fine and set(map(type, columns[_MEAN])) <= {float, _NONE}:
+        if int(np.isnan(means).sum()) == columns[_MEAN].count(None):
+            return batch
+    return [_typed_row(row) for row in batch]
+
+
+def _typed_row(row):
+    row = list(row)
+    for i in _INTS:
+        value = row[i]
+        row[i] = None if value is None or value != value else int(value)
+    value = row[_MEAN]
+    row[_MEAN] = None if value is None or value != value else float(value)
+    return row
+
+
+# ------------------------------------------------------------- reading
+
+
+def _sorted_blocks(file, block_rows):
+    """One table's rows as tuples in COLUMNS order, sorted by path, in
+    pickled blocks of ``block_rows`` rows."""
+    dicts = read_table(file)
+    try:
+        rows = list(map(_row_tuple, dicts))
+    except KeyError:  # a row without some column: empty in the CSV, as before
+        rows = [tuple(map(row.get, COLUMNS)) for row in dicts]
+    del dicts
+    rows.sort(key=_path_of)  # stable; a table already in path order costs one pass
+    return deque(
+        pickle.dumps(rows[i : i + block_rows], pickle.HIGHEST_PROTOCOL)
+        for i in range(0, len(rows), block_rows)
+    )
+
+
+def _unpickled(blocks):
+    while blocks:
+        yield from pickle.loads(blocks.popleft())  # each block freed once read
+
+
+def merged_rows(table_files):
+    """Rows (tuples in COLUMNS order) of all tables, merged by path."""
+    runs = []
+    block_rows = max(64, min(4096, MERGE_ROWS // max(1, len(table_files))))
+    for file in table_files:
+        try:
+            runs.append(_sorted_blocks(file, block_rows))
+        except FileNotFoundError:
+            raise AggregateError(
+                f"shard table {file} is missing: rerun the workflow, which measures "
+                "that shard again"
+            ) from None
+        except ValueError as e:  # json.JSONDecodeError, a row that is not an object
+            raise AggregateError(
+                f"shard table {file} is damaged ({e}): delete it and rerun the workflow"
+            ) from None
+    if len(runs) == 1:
+        return _unpickled(runs[0])
+    return heapq.merge(*map(_unpickled, runs), key=_path_of)
+
+
+def plan_tables(plan_dir, tables_dir):
+    """(table files, number of images) of the plan in ``plan_dir``.
 
     Commands that read every table take the plan folder rather than the
     tables themselves: with images_per_job 1 a run has one table per image,
@@ -35,42 +205,163 @@ def plan_frame(plan_dir, tables_dir):
             f"the plan index in {plan_dir} is missing: rerun the workflow, which plans again"
         ) from None
     tables = [os.path.join(tables_dir, f"{name}.jsonl") for name in index["shards"]]
-    return stats_frame(tables, index["images"])
+    return tables, index["images"]
 
 
-def stats_frame(table_files, expected_images):
-    """A DataFrame of all rows; checks that no image is missing or doubled."""
-    rows = []
-    for file in table_files:
-        try:
-            rows.extend(read_table(file))
-        except FileNotFoundError:
-            raise AggregateError(
-                f"shard table {file} is missing: rerun the workflow, which measures "
-                "that shard again"
-            ) from None
-    frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
-    doubled = frame["path"][frame["path"].duplicated()].tolist()
+# ---------------------------------------------------------------- Stats
+
+
+class Stats:
+    """What the summary and the figures use of stats.csv, by row in path order.
+
+    ``classes``: the class names, sorted; ``cls``: each row's index into
+    it. ``failed``, ``noted``: error / note not empty. ``low``, ``high``,
+    ``median`` (float32, exact for 0-255) and ``mean`` (float64): NaN where
+    a row has none. ``errors``: (path, class, error) of the failed rows.
+    ``path(i)``: row i's path, if the paths were kept.
+    """
+
+    def __init__(self, classes, cls, failed, noted, low, high, mean, median, errors=(),
+                 path_blocks=None):  # fmt: skip
+        self.classes = list(classes)
+        self.cls = np.asarray(cls, dtype=np.int32)
+        self.failed = np.asarray(failed, dtype=bool)
+        self.noted = np.asarray(noted, dtype=bool)
+        self.low = np.asarray(low, dtype=np.float32)
+        self.high = np.asarray(high, dtype=np.float32)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.median = np.asarray(median, dtype=np.float32)
+        self.errors = list(errors)
+        self._path_blocks = path_blocks  # "\0"-joined paths of each BATCH rows
+        self._split = (None, None)
+
+    def __len__(self):
+        return len(self.cls)
+
+    @classmethod
+    def from_rows(cls, rows, keep_paths=False, expected=BATCH):
+        """Stats of rows in path order: dicts as a shard table holds them,
+        or sequences in COLUMNS order (read a batch at a time)."""
+        collector = _Collector(expected, keep_paths)
+        rows = iter(rows)
+        while batch := list(islice(rows, BATCH)):
+            batch = [tuple(map(r.get, COLUMNS)) if isinstance(r, dict) else r for r in batch]
+            columns = list(zip(*batch))
+            collector.add(batch, columns, np.array(columns[_MEAN], dtype=np.float64))
+        return collector.stats()
+
+    def path(self, i):
+        """The path of row ``i`` (file names cannot hold the NUL joining them)."""
+        block, offset = divmod(int(i), BATCH)
+        if self._split[0] != block:
+            self._split = (block, self._path_blocks[block].split("\0"))
+        return self._split[1][offset]
+
+    def by_class(self):
+        """Row indices of each class (in path order), in class order."""
+        order = np.argsort(self.cls, kind="stable")
+        bounds = np.searchsorted(self.cls[order], np.arange(len(self.classes) + 1))
+        return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class _Collector:
+    """Builds Stats from batches of merged rows, in arrays of the expected
+    size (no copies of the columns at the end)."""
+
+    _ARRAYS = {"cls": np.int32, "low": np.float32, "high": np.float32,
+               "mean": np.float64, "median": np.float32}  # fmt: skip
+
+    def __init__(self, expected, keep_paths):
+        self.codes = {}  # class name -> code in order of appearance
+        self.arrays = {name: np.empty(expected, dtype) for name, dtype in self._ARRAYS.items()}
+        self.failed, self.noted, self.errors = [], [], []
+        self.rows = 0
+        self.path_blocks = [] if keep_paths else None
+
+    def _codes(self, classes):
+        codes = list(map(self.codes.get, classes))
+        if None in codes:  # a class not seen before (or a row without one)
+            for name in classes:
+                self.codes.setdefault("" if name is None else name, len(self.codes))
+            codes = [self.codes["" if name is None else name] for name in classes]
+        return codes
+
+    def add(self, batch, columns, means):
+        """``columns``: the batch's columns (zip(*batch)); ``means`` as an array."""
+        start, end = self.rows, self.rows + len(batch)
+        if end > len(self.arrays["cls"]):  # more rows than expected: grow
+            self.arrays = {k: np.resize(a, 2 * end) for k, a in self.arrays.items()}
+        arrays = self.arrays
+        arrays["cls"][start:end] = self._codes(columns[_CLASS])
+        arrays["mean"][start:end] = means
+        for name, i in (("low", _MIN), ("high", _MAX), ("median", _MEDIAN)):
+            arrays[name][start:end] = np.array(columns[i], dtype=np.float32)  # None -> NaN
+        errors, notes = columns[_ERROR], columns[_NOTE]
+        if errors.count("") + errors.count(None) < len(batch):  # rare: look at each
+            for i, row in enumerate(batch, start):
+                if row[_ERROR]:
+                    self.failed.append(i)
+                    name = row[_CLASS]
+                    self.errors.append((row[_PATH], "" if name is None else name, row[_ERROR]))
+        if notes.count("") + notes.count(None) < len(batch):
+            self.noted += [i for i, note in enumerate(notes, start) if note]
+        if self.path_blocks is not None:
+            self.path_blocks.append("\0".join(columns[_PATH]))
+        self.rows = end
+
+    def stats(self):
+        classes = sorted(self.codes)
+        rank = np.empty(max(1, len(classes)), dtype=np.int32)
+        rank[[self.codes[c] for c in classes]] = np.arange(len(classes), dtype=np.int32)
+        arrays = {k: a[: self.rows] for k, a in self.arrays.items()}
+        failed = np.zeros(self.rows, dtype=bool)
+        failed[self.failed] = True
+        noted = np.zeros(self.rows, dtype=bool)
+        noted[self.noted] = True
+        return Stats(
+            classes, rank[arrays["cls"]], failed, noted, arrays["low"], arrays["high"],
+            arrays["mean"], arrays["median"], self.errors, self.path_blocks,
+        )  # fmt: skip
+
+
+def read_plan(plan_dir, tables_dir, csv_out=None, keep_paths=False):
+    """Stats of every table of the plan in ``plan_dir``; with ``csv_out``
+    also writes stats.csv there, atomically.
+
+    Checks that no image is missing or doubled: then nothing is written.
+    """
+    tables, expected = plan_tables(plan_dir, tables_dir)
+    rows = merged_rows(tables)
+    if csv_out is None:
+        return _collect(rows, expected, None, keep_paths)
+    with csv_file(csv_out) as f:
+        csv_writer(f).writerow(COLUMNS)
+        return _collect(rows, expected, f, keep_paths)
+
+
+def _collect(rows, expected, csv_out, keep_paths):
+    collector = _Collector(expected, keep_paths)
+    doubled, last = [], None
+    while batch := list(islice(rows, BATCH)):
+        columns = list(zip(*batch))
+        paths = columns[_PATH]
+        # Merged by path, so an image in two tables shows as equal neighbours.
+        if paths[0] == last or not all(map(ne, paths, islice(paths, 1, None))):
+            doubled += [b for a, b in zip((last, *paths), paths) if a == b]
+        last = paths[-1]
+        means = np.array(columns[_MEAN], dtype=np.float64)  # None -> NaN
+        if csv_out is not None:
+            typed = _typed(batch, columns, means)
+            csv_out.write(_csv_text(typed, columns if typed is batch else list(zip(*typed))))
+        collector.add(batch, columns, means)
     if doubled:
         raise AggregateError(
             f"{len(doubled)} image(s) appear in two shards, e.g. {doubled[:3]}: "
             "delete results/shards/ and rerun"
         )
-    if len(frame) != expected_images:
+    if collector.rows != expected:
         raise AggregateError(
-            f"the shard tables hold {len(frame)} rows, the plan has {expected_images} "
+            f"the shard tables hold {collector.rows} rows, the plan has {expected} "
             "images: rerun the workflow to replan"
         )
-    # Nullable integers: an image with an error has no numbers, and plain
-    # int columns would turn into floats (64.0) around the gaps.
-    frame = frame.astype({c: "Int64" for c in INT_COLUMNS})
-    frame = frame.astype({"mean": "float64"})
-    return frame.sort_values("path", kind="stable", ignore_index=True)
-
-
-def write_csv(frame, out):
-    """Write the CSV atomically; file names keep their exact bytes."""
-    # Default float formatting is repr: the shortest text that reads back
-    # as the same double, so every mean is exact.
-    with replaced(out) as tmp:
-        frame.to_csv(tmp, index=False, encoding="utf-8", errors="surrogateescape")
+    return collector.stats()

@@ -1,17 +1,27 @@
-"""Per-class summary and error list from stats.csv, and HTML views of both.
+"""Per-class summary and error list, and HTML views of both.
 
-Every number in the summary is a plain pandas computation on the rows of
-stats.csv (see ``summarize_group``), so a test or a person can redo it. The
-CSV files are the results; the HTML files only exist because Snakemake's
-HTML report shows images, HTML and PDF inline but offers a CSV only as a
+Every number is what pandas gave on the rows of stats.csv, where this
+module began (mean, median, sd with n-1, percentiles with linear
+interpolation, min, max, skipping missing values), computed the way pandas
+computes it, with numpy on the columns of ``aggregate.Stats``: the same
+sums in the same order, so the same floats bit for bit, without pandas'
+import (half a second) and a DataFrame of every row. The tests check the
+numbers against Python's statistics module and against pandas.
+
+The summary is written by aggregate_stats from the rows it merges (no
+second read of stats.csv), or by summarize_stats from stats.csv. The CSV
+files are the results; the HTML files only exist because Snakemake's HTML
+report shows images, HTML and PDF inline but offers a CSV only as a
 download.
 """
 
+import csv
 import html
+import math
 
-import pandas as pd
+import numpy as np
 
-from .aggregate import write_csv
+from .aggregate import Stats, write_csv
 from .atomic import write_text
 from .measure import COLUMNS, INT_COLUMNS
 
@@ -27,91 +37,182 @@ SUMMARY_COLUMNS = (
 )  # fmt: skip
 ERROR_COLUMNS = ("path", "class", "error")
 
-_TEXT_COLUMNS = ("path", "class", "mode", "error", "note")
+NAN = float("nan")
 
 
-def read_stats(csv):
-    """stats.csv as written by aggregate_stats: text columns stay text (an
-    empty error is "", a file named NA.jpg stays "NA.jpg"), numbers are
-    nullable integers and floats with gaps where an image has an error."""
-    frame = pd.read_csv(
-        csv,
-        dtype={
-            **{c: str for c in _TEXT_COLUMNS},
-            **{c: "Int64" for c in INT_COLUMNS},
-            "mean": "float64",
-        },
-        keep_default_na=False,
-        na_values={c: [""] for c in (*INT_COLUMNS, "mean")},
-        encoding="utf-8",
-        encoding_errors="surrogateescape",
-    )
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{csv} lacks column(s) {missing}: rerun aggregate_stats")
-    return frame
+# ------------------------------------------------------- pandas' numbers
+
+
+def _mean(values):
+    """Series.mean(): missing values skipped (summed as 0, pandas' way)."""
+    missing = np.isnan(values)
+    count = len(values) - int(missing.sum())
+    if count == 0:
+        return NAN
+    if count < len(values):
+        values = np.where(missing, 0.0, values)
+    return float(values.sum(dtype=np.float64) / count)
+
+
+def _sd(values):
+    """Series.std() (n - 1), as pandas' nanvar computes it."""
+    missing = np.isnan(values)
+    count = len(values) - int(missing.sum())
+    if count < 2:
+        return NAN
+    values = np.where(missing, 0.0, values) if count < len(values) else values
+    squares = (values.sum(dtype=np.float64) / count - values) ** 2
+    if count < len(values):
+        squares[missing] = 0.0
+    return math.sqrt(squares.sum(dtype=np.float64) / (count - 1))
+
+
+def _present(values):
+    return values[~np.isnan(values)]
+
+
+def quantile(values, q):
+    """Series.quantile(q): numpy's percentile of the values present, at
+    q * 100 as pandas asks for it (0.05 * 100 is not exactly 5)."""
+    values = _present(values)
+    if not len(values):
+        return NAN
+    return float(np.percentile(values, np.array([q]) * 100.0)[0])
+
+
+def median(values):
+    """Series.median(): numpy's median of the values present."""
+    values = _present(values)
+    return float(np.median(values)) if len(values) else NAN
+
+
+def _extreme(values, pick):
+    """Min or max of int-valued floats as an int; None without values."""
+    values = _present(values)
+    return int(pick(values)) if len(values) else None
 
 
 def outlier_fences(means, factor=IQR_FACTOR):
     """(low, high): Tukey's fences, the box plot's whisker limits."""
-    q1, q3 = means.quantile(0.25), means.quantile(0.75)
+    q1, q3 = quantile(means, 0.25), quantile(means, 0.75)
     return q1 - factor * (q3 - q1), q3 + factor * (q3 - q1)
 
 
 def outlier_mask(means, factor=IQR_FACTOR):
-    """True for the values beyond the fences of their own series."""
+    """True for the values beyond the fences of their own array."""
+    means = np.asarray(means, dtype=np.float64)
     low, high = outlier_fences(means, factor)
     return (means < low) | (means > high)
 
 
-def summarize_group(name, rows, factor=IQR_FACTOR):
-    """One summary row (a dict) for the stats rows of one class, or of all.
+# ------------------------------------------------------------ the summary
+
+
+def summarize_group(name, stats, rows, factor=IQR_FACTOR):
+    """One summary row (a dict) for the rows ``rows`` (indices into
+    ``stats``) of one class, or of all.
 
     Statistics of brightness use only measured images (error empty); the
     others count in ``images`` and ``errors`` only.
     """
-    failed = rows["error"] != ""
+    failed = stats.failed[rows]
+    errors = int(failed.sum())
     ok = rows[~failed]
-    means = ok["mean"]
+    means = stats.mean[ok]
     return {
         "class": name,
         "images": len(rows),
         "ok": len(ok),
-        "errors": int(failed.sum()),
-        "error_share": failed.sum() / len(rows) if len(rows) else float("nan"),
-        "notes": int((rows["note"] != "").sum()),
-        "min_of_min": ok["min"].min(),
-        "max_of_max": ok["max"].max(),
-        "mean_of_mean": means.mean(),
-        "median_of_mean": means.median(),
-        "sd_of_mean": means.std(),
-        "p05_of_mean": means.quantile(0.05),
-        "p25_of_mean": means.quantile(0.25),
-        "p75_of_mean": means.quantile(0.75),
-        "p95_of_mean": means.quantile(0.95),
-        "mean_of_median": ok["median"].astype("float64").mean(),
+        "errors": errors,
+        "error_share": errors / len(rows) if len(rows) else NAN,
+        "notes": int(stats.noted[rows].sum()),
+        "min_of_min": _extreme(stats.low[ok], np.min),
+        "max_of_max": _extreme(stats.high[ok], np.max),
+        "mean_of_mean": _mean(means),
+        "median_of_mean": median(means),
+        "sd_of_mean": _sd(means),
+        "p05_of_mean": quantile(means, 0.05),
+        "p25_of_mean": quantile(means, 0.25),
+        "p75_of_mean": quantile(means, 0.75),
+        "p95_of_mean": quantile(means, 0.95),
+        "mean_of_median": _mean(stats.median[ok].astype(np.float64)),
         "outliers": int(outlier_mask(means, factor).sum()),
     }
 
 
-def summary_frame(stats, factor=IQR_FACTOR):
-    """One row per class sorted by class name, then the overall row.
+def summary_rows(stats, factor=IQR_FACTOR):
+    """One row (a dict) per class sorted by class name, then the overall row.
 
     The overall row is the same computation on all images (its outliers are
     judged against all images, not summed from the classes)."""
     rows = [
-        summarize_group(name, group, factor)
-        for name, group in stats.groupby("class", sort=True)
+        summarize_group(name, stats, members, factor)
+        for name, members in zip(stats.classes, stats.by_class())
     ]
-    rows.append(summarize_group(OVERALL, stats, factor))
-    frame = pd.DataFrame.from_records(rows, columns=list(SUMMARY_COLUMNS))
-    # Nullable: a class whose images all failed has no min or max.
-    return frame.astype({"min_of_min": "Int64", "max_of_max": "Int64"})
+    rows.append(summarize_group(OVERALL, stats, np.arange(len(stats)), factor))
+    return rows
 
 
-def errors_frame(stats):
-    """The images with an error, in stats.csv order (by path)."""
-    return stats.loc[stats["error"] != "", list(ERROR_COLUMNS)].reset_index(drop=True)
+def read_stats(csv_file):
+    """Stats of stats.csv as written by aggregate_stats: text columns stay
+    text (an empty error is "", a file named NA.jpg stays "NA.jpg"), empty
+    numbers are missing."""
+    with open(csv_file, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise ValueError(f"{csv_file} lacks column(s) {missing}: rerun aggregate_stats")
+        where = [header.index(c) for c in COLUMNS]
+        ints = {COLUMNS.index(c) for c in INT_COLUMNS}
+        mean = COLUMNS.index("mean")
+
+        def value(i, text):
+            if i in ints:
+                return int(text) if text else None
+            if i == mean:
+                return float(text) if text else None
+            return text
+
+        rows = ([value(i, line[w]) for i, w in enumerate(where)] for line in reader)
+        return Stats.from_rows(rows)
+
+
+def _cell(value):
+    """A summary value as pandas wrote it: NaN and missing empty."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def write_summary(stats, summary_csv, errors_csv, summary_page, errors_page,
+                  factor=IQR_FACTOR):  # fmt: skip
+    """Everything the summarize_stats rule writes, from ``stats`` (Stats, or
+    the name of stats.csv); returns (summary rows, error rows)."""
+    if not isinstance(stats, Stats):
+        stats = read_stats(stats)
+    summary = summary_rows(stats, factor)
+    errors = list(stats.errors)
+    write_csv(summary_csv, SUMMARY_COLUMNS,
+              ([_cell(row[c]) for c in SUMMARY_COLUMNS] for row in summary))  # fmt: skip
+    write_csv(errors_csv, ERROR_COLUMNS, errors)
+    write_text(summary_page, summary_html(summary, factor))
+    write_text(errors_page, errors_html(errors, len(stats)))
+    return summary, errors
+
+
+def summary_messages(summary, summary_csv, errors_csv):
+    """What the commands that write a summary say on stderr."""
+    lines = []
+    if sum(row["class"] == OVERALL for row in summary) > 1:
+        lines.append(
+            f"warning: a class folder is named {OVERALL!r} like the overall row; "
+            "summary.csv's last row is the overall one"
+        )
+    overall = summary[-1]
+    lines.append(
+        f"{len(summary) - 1} classes, {overall['images']} images, "
+        f"{overall['errors']} with errors -> {summary_csv}, {errors_csv}"
+    )
+    return lines
 
 
 # ------------------------------------------------------------------ HTML
@@ -153,7 +254,7 @@ def _text(value):
 
 
 def _number(column, value):
-    if pd.isna(value):
+    if _cell(value) is None:
         return ""
     if column == "error_share":
         return f"{100 * value:.2f}"
@@ -177,7 +278,7 @@ def summary_html(summary, factor=IQR_FACTOR):
         f"<th>{html.escape(headings[c])}</th>" for c in SUMMARY_COLUMNS[1:]
     ) + "</tr>\n"
     lines = []
-    records = summary.to_dict("records")
+    records = list(summary)
     for number, record in enumerate(records, 1):
         cls = "overall" if number == len(records) else "bad" if record["errors"] else ""
         cells = "".join(
@@ -199,13 +300,14 @@ def summary_html(summary, factor=IQR_FACTOR):
 
 
 def errors_html(errors, images):
-    """A self-contained page listing the images that could not be measured."""
-    if errors.empty:
+    """A self-contained page listing the images that could not be measured
+    (``errors``: (path, class, error) of each)."""
+    if not errors:
         body = f"<p>No errors: all {images:,} images were measured.</p>\n"
     else:
         rows = "".join(
             f"<tr><td>{_text(path)}</td><td>{_text(cls)}</td><td>{_text(error)}</td></tr>\n"
-            for path, cls, error in errors[list(ERROR_COLUMNS)].itertuples(index=False, name=None)
+            for path, cls, error in errors
         )
         body = (
             f"<p>{len(errors):,} of {images:,} images could not be measured.</p>\n"
@@ -213,16 +315,3 @@ def errors_html(errors, images):
             f"<tbody>\n{rows}</tbody></table>\n"
         )
     return _page("Images with errors", body)
-
-
-def write_summary(stats_csv, summary_csv, errors_csv, summary_page, errors_page,
-                  factor=IQR_FACTOR):  # fmt: skip
-    """Everything the summarize_stats rule writes; returns (summary, errors)."""
-    stats = read_stats(stats_csv)
-    summary = summary_frame(stats, factor)
-    errors = errors_frame(stats)
-    write_csv(summary, summary_csv)
-    write_csv(errors, errors_csv)
-    write_text(summary_page, summary_html(summary, factor))
-    write_text(errors_page, errors_html(errors, len(stats)))
-    return summary, errors
