@@ -73,7 +73,29 @@ def prepare(ctx, tree):
     if tree.kind == "heavy":
         say(f"heavy tree: {trees.describe_heavy(tree)} ({tree.root})")
     ctx.slurm.check(tree.label)
+    note_load(ctx, tree.label)
     return tree
+
+
+BUSY_LOAD_ABOVE_CORES = 1.5
+
+
+def note_load(ctx, phase):
+    """Remember a phase that started on a busy machine. Our own runs keep the
+    1-minute load near --cores; well above that, other work competes for the
+    CPUs and the phase's times are inflated (ratios less so, but noisier)."""
+    load = os.getloadavg()[0]
+    if load > ctx.args.cores + BUSY_LOAD_ABOVE_CORES:
+        ctx.busy.append(f"{phase} (load {load:.1f})")
+        say(f"  BUSY MACHINE: load average {load:.1f} with {ctx.args.cores} cores measured")
+
+
+def busy_banner(ctx):
+    if ctx.busy:
+        say(banner(
+            f"BUSY MACHINE: other work competed for the CPUs at {', '.join(ctx.busy)}.",
+            "Times are inflated and ratios noisy: rerun on a quiet machine for figures to quote.",
+        ))  # fmt: skip
 
 
 def header(ctx):
@@ -122,6 +144,7 @@ def local_main(ctx):
         say(line)
     if ctx.slurm.invalid:
         say(ctx.slurm.summary())
+    busy_banner(ctx)
     slow = [f"{full.tree.label} ({full.baseline.system_ms_per_image:.3f} ms)"
             for full in (small, large) if full is not None and full.slow_disk]  # fmt: skip
     if slow:
@@ -143,6 +166,7 @@ def local_main(ctx):
 
 
 def slurm_main(ctx):
+    from .process import CommandFailed
     from .slurm_bench import measure_slurm, slurm_table
 
     args = ctx.args
@@ -150,21 +174,29 @@ def slurm_main(ctx):
     wanted = [small_tree]
     if not args.skip_large and not args.quick:
         wanted.append(trees.linked(args.work, small_tree, copies=10))
-    results = []
+    results, failed = [], []
     for tree in wanted:
         prepare(ctx, tree)
-        results.append(measure_slurm(ctx, tree))
+        try:
+            results.append(measure_slurm(ctx, tree))
+        except (CommandFailed, RuntimeError) as e:  # report it, measure the other sizes
+            failed.append(f"{tree.label}: {str(e).splitlines()[0]}")
+            say(f"  FAILED: {e}")
     ctx.empty_trash()
     say("\n## Summary (Slurm)")
     for line in machine_lines():
         say(line)
-    say("")
-    say(slurm_table(results))
-    say(
-        "\nSlurm: profiles/comet as shipped on the test cluster (one node, "
-        f"{len(os.sched_getaffinity(0))} CPUs); local: --cores {args.cores}. Job times from sacct "
-        "(1 s resolution), image clocks from the shard logs."
-    )
+    busy_banner(ctx)
+    for line in failed:
+        say(banner(f"Slurm run FAILED, {line}"))
+    if results:
+        say("")
+        say(slurm_table(results, args.cores))
+        say(
+            "\nSlurm: profiles/comet as shipped on the test cluster (one node, "
+            f"{len(os.sched_getaffinity(0))} CPUs); local: --cores {args.cores}. Job times from "
+            "sacct (1 s resolution), image clocks from the shard logs."
+        )
 
 
 def main(argv=None, doc=None):

@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .common import CONFIGFILE, SNAKEFILE, say
 from .stall import SlurmWatch
@@ -30,6 +30,7 @@ SLOW_SYSTEM_MS_PER_IMAGE = 0.15
 class Context:
     args: object  # the parsed command line (cli.parse_args)
     slurm: SlurmWatch
+    busy: list = field(default_factory=list)  # phases that began on a busy machine
 
     def folder(self, *parts):
         """A path under --work, its parent folder made."""

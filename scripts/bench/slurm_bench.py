@@ -32,6 +32,7 @@ from .slurm_jobs import (
     PHASES,
     attach_logs,
     most_in_flight,
+    other_jobs,
     phases,
     rounds,
     run_jobs,
@@ -67,6 +68,7 @@ class SlurmResult:
     shards: ShardSummary
     csv_equal: bool
     attempts: int
+    others: list  # other people's Slurm jobs that ran during the run
 
     @property
     def dominant(self):
@@ -135,6 +137,7 @@ def measure_slurm(ctx, tree):
         csv_equal=same_bytes(os.path.join(folder, "results", "stats.csv"),
                              os.path.join(local_dir, "results", "stats.csv")),
         attempts=attempts,
+        others=other_jobs(folder, slurm.started, slurm.ended),
     )  # fmt: skip
     for line in details(result):
         say("    " + line)
@@ -183,6 +186,10 @@ def details(r):
     lines.append(f"wall {r.slurm.wall:.0f} s = {parts}")
     lines.append(f"stats.csv {'identical to' if r.csv_equal else 'DIFFERS from'} the local run's")
     lines.append("dominates: " + dominant_sentence(r))
+    if r.others:
+        ids = ", ".join(j.id for j in r.others[:10])
+        lines.append(f"WARNING: {len(r.others)} other Slurm job(s) ran on the cluster during this run "
+                     f"({ids}): they competed for the node; the figures include that")  # fmt: skip
     return lines
 
 
@@ -214,7 +221,7 @@ def dominant_sentence(r):
     return text
 
 
-def slurm_table(results):
+def slurm_table(results, cores):
     """One column per tree."""
     cells = [("measurement", *(f"{r.tree.images:,} images" for r in results))]
 
@@ -222,11 +229,12 @@ def slurm_table(results):
         cells.append((name, *(fn(r) for r in results)))
 
     row("Slurm run, profiles/comet as shipped: wall", lambda r: f"{r.slurm.wall:.0f} s")
-    row("local run, --cores: wall", lambda r: f"{r.local.wall:.1f} s")
+    row(f"local run, --cores {cores}: wall", lambda r: f"{r.local.wall:.1f} s")
     row("Slurm / local", lambda r: f"{r.slurm.wall / r.local.wall:.1f}x")
     row("sbatch calls", lambda r: f"{len(r.calls.sbatch_times)}")
     row("status queries (squeue/sacct), of which status checks",
         lambda r: f"{len(r.calls.status_queries)} ({len(r.calls.status_checks)})")  # fmt: skip
+    row("Slurm commands inside the jobs", lambda r: f"{len(r.calls.in_jobs())}")
     row("most jobs in flight", lambda r: f"{most_in_flight(r.jobs)}")
     row("rounds (submission waves)", lambda r: f"{len(r.waves)}")
     row("summed job Elapsed / TotalCPU",
@@ -240,4 +248,5 @@ def slurm_table(results):
     row("dominates", lambda r: f"{r.dominant[0]} ({r.dominant[1]:.0f} s)")
     row("stats.csv equal to the local run's", lambda r: "yes" if r.csv_equal else "NO")
     row("attempts (controller trouble)", lambda r: f"{r.attempts}")
+    row("other people's Slurm jobs during the run", lambda r: f"{len(r.others)}")
     return markdown(cells)

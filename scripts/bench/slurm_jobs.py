@@ -54,25 +54,39 @@ class SlurmJob:
         return self.end is not None and self.state.split()[0] in _ENDED
 
 
-def query_jobs(workdir, since):
-    """The jobs sacct lists with working folder ``workdir``, submitted after ``since``."""
+def _sacct(since):
+    """(working folder, SlurmJob) of every job submitted after ``since``."""
     start = datetime.fromtimestamp(since - 60).strftime("%Y-%m-%dT%H:%M:%S")
     env = dict(os.environ, SLURM_TIME_FORMAT="%s")
     out = subprocess.run(
         ["/usr/bin/sacct", "-n", "-P", "-a", "-S", start, "-E", "now", "-o", SACCT_FIELDS],
         capture_output=True, text=True, env=env, timeout=60,
     ).stdout  # fmt: skip
-    jobs, want = [], os.path.realpath(workdir)
     for line in out.splitlines():
         parts = line.split("|")
         if len(parts) != 9 or "." in parts[0]:
             continue
         job_id, _, folder, state, submit, begin, end, elapsed, cpu = parts
-        if not folder or os.path.realpath(folder) != want:
-            continue
-        jobs.append(SlurmJob(job_id, state, _stamp(submit), _stamp(begin), _stamp(end),
-                             duration(elapsed), duration(cpu)))  # fmt: skip
-    return jobs
+        job = SlurmJob(job_id, state, _stamp(submit), _stamp(begin), _stamp(end),
+                       duration(elapsed), duration(cpu))  # fmt: skip
+        yield (os.path.realpath(folder) if folder else ""), job
+
+
+def query_jobs(workdir, since):
+    """The jobs sacct lists with working folder ``workdir``, submitted after ``since``."""
+    want = os.path.realpath(workdir)
+    return [job for folder, job in _sacct(since) if folder == want]
+
+
+def other_jobs(workdir, started, ended):
+    """Jobs of other folders that ran while the run did (someone else's tests, say):
+    they competed for the node, and the run's figures include that."""
+    want = os.path.realpath(workdir)
+    return [
+        job for folder, job in _sacct(started - 3600)
+        if folder != want and job.start is not None and job.start < ended
+        and (job.end is None or job.end > started)
+    ]  # fmt: skip
 
 
 def run_jobs(workdir, since, expect, timeout=60):

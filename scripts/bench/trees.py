@@ -79,9 +79,11 @@ def eurosat(work, scale):
     """The EuroSAT-like tree at ``scale`` of the real counts."""
     gen, _ = _generators()
     images = sum(gen.class_counts(scale).values())
-    base = os.path.join(work, "trees", f"eurosat-scale{scale:g}")
+    # Named and stamped as the single-file benchmark did, so its cached trees still count.
+    base = os.path.join(work, "trees", f"eurosat-scale{scale:g}-copies1")
     root = os.path.join(base, "EuroSAT_RGB")
-    want = {"images": images, "scale": scale, "generator_sha256": _sha256(EUROSAT_GENERATOR)}
+    want = {"images": images, "scale": scale, "copies": 1,
+            "generator_sha256": _sha256(EUROSAT_GENERATOR)}  # fmt: skip
 
     def make():
         say(f"generating {images:,} images under {root} (cached for later runs) ...")
@@ -98,7 +100,8 @@ def linked(work, small, copies):
     3,000 also appears as Forest_3001.jpg, Forest_6001.jpg ... as the
     generator's --copies names them."""
     images = small.images * copies
-    base = os.path.join(work, "trees", f"{os.path.basename(os.path.dirname(small.root))}-links{copies}")
+    name = os.path.basename(os.path.dirname(small.root)).removesuffix("-copies1")
+    base = os.path.join(work, "trees", f"{name}-links{copies}")
     root = os.path.join(base, os.path.basename(small.root))
     with open(os.path.join(os.path.dirname(small.root), "complete.json")) as f:
         want = {"images": images, "copies": copies, "source": json.load(f)}
