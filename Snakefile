@@ -32,6 +32,7 @@ from imagestats.workflow import (  # noqa: E402
     module_check,
     plan_for_workflow,
     python_for_shell,
+    read_booleans,
     schema_file,
 )
 
@@ -41,6 +42,7 @@ CONFIG_FILE = config_file(workflow)
 configfile: CONFIG_FILE
 
 
+read_booleans(config)
 try:
     validate(config, schema_file(workflow))
 except WorkflowError as e:  # one line that names the key, not a schema dump

@@ -402,7 +402,8 @@ def test_every_run_prints_the_storage_plan(checkout, small_tree, tmp_path):
         result = snakemake(*args, *(["-n"] if dry else []), cwd=tmp_path)
         plan = plan_line(result.output)
         block = storage_block(result.output)
-        files, size_ = storage.estimate(str(run), plan["images"], plan["shards"], True)
+        folders = len({p.parent for p in small_tree.rglob("*.jpg")})
+        files, size_ = storage.estimate(str(run), plan["images"], plan["shards"], True, image_folders=folders)
         assert block["files"] == files
         assert abs(block["bytes"] - size_) <= block["rounding"]
         what = [r[2] for r in block["rooms"]]
@@ -420,13 +421,17 @@ def test_estimate_arithmetic():
         # One file per image, taking whole blocks (a row of BYTES_PER_ROW bytes).
         assert files - files_no == images
         assert size_ - size_no == images * math.ceil(storage.BYTES_PER_ROW / block) * block
-        # Each shard adds its files and a block; the rows are in the tables and the CSV.
+        # Each shard adds its files, a block each; the rows are in the tables and the CSV.
         more_files, more_size = storage.estimate("/", images, shards + 1, False, block=block)
         assert more_files - files_no == storage.FILES_PER_SHARD
-        assert more_size - size_no == block
+        assert more_size - size_no == storage.FILES_PER_SHARD * block
         assert files_no == shards * storage.FILES_PER_SHARD + storage.FINAL_FILES
-        assert size_no == images * storage.BYTES_PER_ROW * 2 + shards * block
-        assert storage.estimate("/", 0, 0, True, block=block) == (storage.FINAL_FILES, 0)
+        assert size_no == (images * storage.BYTES_PER_ROW * 2 + shards * storage.FILES_PER_SHARD * block
+                           + storage.FINAL_BYTES)  # fmt: skip
+        assert storage.estimate("/", 0, 0, True, block=block) == (storage.FINAL_FILES, storage.FINAL_BYTES)
+        # each folder under results/images/ is one more file and block
+        with_folders = storage.estimate("/", images, shards, True, block=block, image_folders=10)
+        assert with_folders == (files + 10, size_ + 10 * block)
 
 
 def test_estimate_of_a_folder_not_made_yet_uses_its_filesystem(tmp_path):

@@ -159,12 +159,26 @@ class ProcessJournal:
 
     def write(self, text):
         data = text.encode("utf-8", "surrogateescape")
-        done = os.write(self.fd, data)
+        try:
+            done = os.write(self.fd, data)
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, self.file) from None
         if done < len(data):  # only a full disk writes short to a regular file
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.file)
 
     def start(self, shown_path):
+        """Note that this process starts on an image; returns the mark to
+        undo() it with."""
+        mark = os.lseek(self.fd, 0, os.SEEK_END)
         self.write('["start", ' + json.dumps(shown_path, ensure_ascii=False) + "]\n")
+        return mark
+
+    def undo(self, mark):
+        """Cut the journal back to ``mark`` (works on a full disk too)."""
+        try:
+            os.ftruncate(self.fd, mark)
+        except OSError:
+            pass
 
     def close(self):
         os.close(self.fd)

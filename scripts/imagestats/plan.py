@@ -64,9 +64,15 @@ class Images:
     sizes: "numpy.ndarray"  # int64 bytes
     mtimes: "numpy.ndarray"  # int64 ns
     warnings: list = field(default_factory=list)
+    folders: int = None  # folders holding images (None: count them from the paths)
 
     def __len__(self):
         return len(self.paths)
+
+    def folder_count(self):
+        if self.folders is None:
+            self.folders = len({os.path.dirname(p) for p in self.paths})
+        return self.folders
 
 
 @dataclass
@@ -204,7 +210,7 @@ def _from_folder(input_dir, extensions, workdir):
     wanted = tuple(ext.lower() for ext in extensions)
     # Sizes and mtimes as machine integers: a million Python ints would be
     # 60 MB more at the peak of planning.
-    paths, sizes, mtimes, warnings = [], array("q"), array("q"), []
+    paths, sizes, mtimes, warnings, folders = [], array("q"), array("q"), [], 0
     # Folders by (device, inode): a folder reached twice (a link loop such as
     # `up -> ..`, or a second link to a folder) is walked once. Real folders
     # are walked before any folder link, so the warning names the link.
@@ -239,6 +245,7 @@ def _from_folder(input_dir, extensions, workdir):
                     f"cannot list folder '{folder}' ({e.strerror}): fix its permissions "
                     "or move it out of input_dir"
                 ) from None
+            folders += bool(found)
             paths += found
             sizes += found_sizes
             mtimes += found_mtimes
@@ -247,7 +254,7 @@ def _from_folder(input_dir, extensions, workdir):
                 walked[key] = rel.rstrip(os.sep)
                 pending.append((path, pool.submit(_scan, path, rel, wanted)))
     source = f"input_dir {input_dir} (searched recursively for {', '.join(extensions)})"
-    return Images(source, root, paths, *_arrays(sizes, mtimes), warnings)
+    return Images(source, root, paths, *_arrays(sizes, mtimes), warnings, folders)
 
 
 def _from_manifest(manifest, workdir):

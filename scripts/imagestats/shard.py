@@ -21,6 +21,7 @@ table and per-image files are the same as with one.
 import errno
 import json
 import os
+import pickle
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -71,17 +72,21 @@ def write_atomic(file, data):
     ioctl and two buffer objects per file (5% of a shard's time per image).
     """
     tmp = f"{file}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
-        done = os.write(fd, data)
-        if done < len(data):  # a regular file takes all at once unless the disk is full
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file)
-    except BaseException:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            if os.write(fd, data) < len(data):  # short only when the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
         os.close(fd)
-        os.unlink(tmp)
+        os.replace(tmp, file)
+    except OSError as e:
+        if e.filename is None:  # name the file, so the message names the full folder
+            raise OSError(e.errno, e.strerror, file) from None
         raise
-    os.close(fd)
-    os.replace(tmp, file)
 
 
 def _row_line(entry, row):
@@ -102,10 +107,16 @@ class Measurer:
 
     def __call__(self, entry):
         shown = escape(entry.path)
-        self.journal.start(shown)
-        line = _row_line(entry, measure(entry.path, entry.file))
-        self.write_file(shown, line)
-        self.journal.write(line + "\n")
+        mark = self.journal.start(shown)
+        try:
+            line = _row_line(entry, measure(entry.path, entry.file))
+            self.journal.write(line + "\n")
+            self.write_file(shown, line)
+        except BaseException:
+            # Not the image's fault (a full disk, an interrupt): take the
+            # start back, so no later attempt counts it as a death.
+            self.journal.undo(mark)
+            raise
         return line
 
     def write_file(self, shown, line):
@@ -133,24 +144,30 @@ def _measure_in_worker(entry):
 
 
 def _measure_alone(measurer, entry):
-    """Measure one image in a forked child; None if the child died."""
+    """Measure one image in a forked child; None if the child died of a
+    signal (a crash, the OOM killer). Any other failure of the child (a
+    full disk) is raised here, as if measured in this process."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: measure, hand the line over, leave at once
         os.close(read)
+        code = 0
         try:
-            line = measurer(entry)
-            os.write(write, line.encode("utf-8", "surrogateescape"))
-            os._exit(0)
-        except BaseException:
-            os._exit(3)
+            reply = b"L" + measurer(entry).encode("utf-8", "surrogateescape")
+        except BaseException as e:
+            reply, code = b"E" + pickle.dumps(e), 3
+        with os.fdopen(write, "wb") as pipe:
+            pipe.write(reply)
+        os._exit(code)
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
         data = pipe.read()
     _, status = os.waitpid(pid, 0)
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-        return data.decode("utf-8", "surrogateescape")
-    return None
+    if os.WIFSIGNALED(status) or not data:
+        return None
+    if data[:1] == b"E":
+        raise pickle.loads(data[1:])
+    return data[1:].decode("utf-8", "surrogateescape")
 
 
 def _died_line(entry, deaths, journal_folder):
@@ -186,7 +203,7 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
     except OSError as e:
         if e.errno not in _STORAGE_ERRORS:
             raise
-        where = e.filename or table_dir
+        where = os.path.abspath(e.filename or table_dir)
         raise StorageFailed(
             f"cannot write '{where}': {e.strerror}. Free space and inodes on the "
             "filesystem of the results folder (df -h, df -i), or make it writable, "
@@ -227,8 +244,10 @@ def _run(entries, earlier, table_file, images_dir, on_error, log, workers, journ
         for i in suspects:  # alone, so a second death is caught and kept apart
             line = _measure_alone(measurer, entries[i])
             if line is None:
-                line = _died_line(entries[i], earlier.deaths[escape(entries[i].path)] + 1, journal_folder)
+                shown = escape(entries[i].path)
+                line = _died_line(entries[i], earlier.deaths[shown] + 1, journal_folder)
                 measurer.journal.write(line + "\n")
+                measurer.write_file(shown, line)
             done(i, line)
         if workers > 1 and len(todo) > 1:
             _measure_with_pool(entries, todo, done, workers, (journal_dir, shard, key, images_dir, max_image_pixels))

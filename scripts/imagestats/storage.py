@@ -16,8 +16,13 @@ from dataclasses import dataclass, field
 # Bytes of one stats row (a table line, and a per-image file): ~300 for a
 # EuroSAT name, more for long paths and error texts.
 BYTES_PER_ROW = 330
-FILES_PER_SHARD = 3  # its table, its log, its journal folder
-FINAL_FILES = 12  # stats.csv, summary, errors, two HTML views, three plots, logs, benchmarks
+# A shard's table, list, log, journal folder and kept table, and Snakemake's
+# metadata record of its table.
+FILES_PER_SHARD = 6
+# stats.csv, summary, errors, two HTML views, three plots, their logs,
+# benchmarks, metadata records and the folders that hold them.
+FINAL_FILES = 40
+FINAL_BYTES = 1_000_000  # the plots (~300 kB) and the rest, with room
 
 
 @dataclass
@@ -80,16 +85,19 @@ def _size(n):
     return f"{n} bytes"
 
 
-def estimate(folder, due_images, due_shards, per_image_files, block=None):
-    """Files and bytes the due work creates; per-image files take a whole
-    filesystem block each (``block``: the filesystem's, from statvfs)."""
+def estimate(folder, due_images, due_shards, per_image_files, block=None, image_folders=0):
+    """Files and bytes the due work creates; each file takes at least a
+    whole filesystem block (``block``: the filesystem's, from statvfs).
+    ``image_folders``: folders under results/images/ (one per image folder)."""
     if block is None:
-        block = _statvfs(folder).f_frsize if _statvfs(folder) else 4096
+        st = _statvfs(folder)
+        block = st.f_frsize if st else 4096
     files = due_shards * FILES_PER_SHARD + FINAL_FILES
-    size = due_images * BYTES_PER_ROW * 2 + due_shards * block  # tables, CSV, logs
+    # tables and the CSV hold every row; each shard file takes a block or more
+    size = due_images * BYTES_PER_ROW * 2 + due_shards * FILES_PER_SHARD * block + FINAL_BYTES
     if per_image_files:
-        files += due_images
-        size += due_images * block * max(1, -(-BYTES_PER_ROW // block))
+        files += due_images + image_folders
+        size += (due_images * max(1, -(-BYTES_PER_ROW // block)) + image_folders) * block
     return files, size
 
 
@@ -118,12 +126,12 @@ def _mount_point(path):
     return path
 
 
-def _run(cmd):
+def _run(cmd, ok=(0,)):
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout if out.returncode == 0 else None
+    return out.stdout if out.returncode in ok else None
 
 
 def _number(text):
@@ -143,9 +151,13 @@ def lfs_quota(folder, user):
     out = _run(["lfs", "quota", "-q", "-u", user, mount])
     if not out:
         return None
-    for line in out.splitlines():
+    lines = out.splitlines()
+    for number, line in enumerate(lines):
         parts = line.split()
-        # Filesystem kbytes quota limit grace files quota limit grace
+        # Filesystem kbytes quota limit grace files quota limit grace; a long
+        # mount path stands on a line of its own, the numbers on the next.
+        if parts == [mount] and number + 1 < len(lines):
+            parts = [mount, *lines[number + 1].split()]
         if len(parts) >= 8 and parts[0] == mount:
             used_kb, soft_kb, hard_kb = (_number(p) for p in parts[1:4])
             used_f, soft_f, hard_f = (_number(p) for p in parts[5:8])
@@ -158,7 +170,7 @@ def lfs_quota(folder, user):
 def disk_quota(folder, user):
     """Room left in the user's quota (`quota`) on the filesystem of ``folder``."""
     mount = _mount_point(folder)
-    out = _run(["quota", "-w", "-u", user])
+    out = _run(["quota", "-w", "-u", user], ok=(0, 1))  # 1: some quota is exceeded
     if not out:
         return None
     devices = {mount}
@@ -181,8 +193,8 @@ def disk_quota(folder, user):
     return None
 
 
-def storage_plan(folder, due_images, due_shards, per_image_files):
-    files, size = estimate(folder, due_images, due_shards, per_image_files)
+def storage_plan(folder, due_images, due_shards, per_image_files, image_folders=0):
+    files, size = estimate(folder, due_images, due_shards, per_image_files, image_folders=image_folders)
     plan = StoragePlan(folder, files, size)
     room = filesystem_room(folder)
     if room is not None:

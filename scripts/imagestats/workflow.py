@@ -59,14 +59,27 @@ def schema_file(workflow):
     return os.path.join(workflow.basedir, SCHEMA_FILE)
 
 
+def read_booleans(config):
+    """`--config per_image_files=false` gives the text "false" (Snakemake's
+    --config reads only True/False as booleans): take true/false/yes/no in
+    any case for the boolean keys, before the schema checks their type."""
+    from .defaults import defaults
+
+    words = {"true": True, "yes": True, "false": False, "no": False}
+    for key, default in defaults().items():
+        value = config.get(key)
+        if isinstance(default, bool) and isinstance(value, str) and value.lower() in words:
+            config[key] = words[value.lower()]
+
+
 def bundled_paths(workflow, config, used_file):
     """With the bundled config, its own relative input_dir (the sample) is
     next to the Snakefile, not in the working directory."""
-    if os.path.abspath(used_file) != os.path.join(workflow.basedir, CONFIG_FILE):
+    if os.path.abspath(used_file) != os.path.abspath(os.path.join(workflow.basedir, CONFIG_FILE)):
         return
     input_dir = config.get("input_dir")
     if input_dir and not os.path.isabs(input_dir) and not os.path.exists(input_dir):
-        bundled = os.path.join(workflow.basedir, input_dir)
+        bundled = os.path.abspath(os.path.join(workflow.basedir, input_dir))
         if os.path.isdir(bundled):
             config["input_dir"] = bundled
 
@@ -134,12 +147,14 @@ class WorkflowPlan:
         due = snakemake_internals.needrun_jobs(self.workflow)
         due_shards = [job for job in due if job.rule.name == SHARD_RULE]
         due_images = sum(self.plan.shards[job.wildcards_dict["shard"]].images for job in due_shards)
-        report = storage.storage_plan(".", due_images, len(due_shards), self.config["per_image_files"])
+        folders = self.plan.selection.folder_count() if due_images else 0
+        report = storage.storage_plan(".", due_images, len(due_shards), self.config["per_image_files"], folders)
         print(report.describe(), file=sys.stderr)
         if report.verdict():
             raise PlanError(report.verdict())
         if self.slurm is not None:
             self._check_slurm(due)
+        snakemake_internals.end_status_sleep_at_shutdown(self.workflow)
 
     def _check_slurm(self, due):
         account, limit = self.slurm
