@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -288,3 +289,23 @@ def test_an_image_in_two_tables_or_a_missing_row_writes_nothing(tmp_path):
     with pytest.raises(AggregateError, match="the shard tables hold 6 rows, the plan has 9 images"):
         read_plan(plan, shards, csv_out=tmp_path / "stats.csv")
     assert not list(tmp_path.glob("stats.csv*"))
+
+
+def test_summary_from_stats_csv_is_the_summary_from_the_tables(tmp_path):
+    """summarize_stats (stats.csv read back: quoted names, a newline in one,
+    an unquoted carriage return) writes what aggregate_stats writes from the
+    rows it merged."""
+    from imagestats import summary
+
+    rows = [_row(f"A/{i:02d}.jpg", mean=float(i * 7 % 50)) for i in range(12)] + NASTY
+    plan, shards = _write_tables(tmp_path / "results", [rows[::2], rows[1::2]])
+    merged = read_plan(plan, shards, csv_out=tmp_path / "stats.csv")
+    for name, stats in (("tables", merged), ("csv", tmp_path / "stats.csv")):
+        (tmp_path / name).mkdir()
+        summary.write_summary(stats, *(tmp_path / name / f for f in SUMMARY_FILES))
+    for f in SUMMARY_FILES:
+        assert (tmp_path / "tables" / f).read_bytes() == (tmp_path / "csv" / f).read_bytes(), f
+    back = summary.read_stats(tmp_path / "stats.csv")
+    assert back.classes == merged.classes and back.errors == merged.errors
+    for column in ("cls", "failed", "noted", "low", "high", "mean", "median"):
+        assert np.array_equal(getattr(back, column), getattr(merged, column), equal_nan=True), column

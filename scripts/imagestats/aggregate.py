@@ -250,6 +250,20 @@ class Stats:
             collector.add(batch, columns, np.array(columns[_MEAN], dtype=np.float64))
         return collector.stats()
 
+    @classmethod
+    def from_text_rows(cls, rows, expected=BATCH):
+        """Stats of the rows of stats.csv: str cells in COLUMNS order, an
+        empty one missing. numpy parses the numbers a column at a time (a
+        float's shortest repr reads back as the same double)."""
+        collector = _Collector(expected, False)
+        rows = iter(rows)
+        while batch := list(islice(rows, BATCH)):
+            columns = list(zip(*batch))
+            for i in (_MIN, _MAX, _MEDIAN, _MEAN):
+                columns[i] = [text or "nan" for text in columns[i]]
+            collector.add(batch, columns, np.array(columns[_MEAN], dtype=np.float64))
+        return collector.stats()
+
     def path(self, i):
         """The path of row ``i`` (file names cannot hold the NUL joining them)."""
         block, offset = divmod(int(i), BATCH)
