@@ -309,3 +309,20 @@ def test_summary_from_stats_csv_is_the_summary_from_the_tables(tmp_path):
     assert back.classes == merged.classes and back.errors == merged.errors
     for column in ("cls", "failed", "noted", "low", "high", "mean", "median"):
         assert np.array_equal(getattr(back, column), getattr(merged, column), equal_nan=True), column
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_plots_name_a_missing_table(tmp_path, small_tree, jobs):
+    """With --jobs 2 a forked process reads the tables: its error is the same."""
+    plan = _measured(tmp_path, small_tree)
+    lost = sorted(plan.shards)[-1]
+    (tmp_path / "results" / "shards" / f"{lost}.jsonl").unlink()
+    done = _run("plot_stats.py", "results/plan", "results/shards", "--jobs", jobs,
+                "--brightness-by-class", "b.png", "--min-max", "m.png", "--outliers", "o.png",
+                cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"plot_stats: shard table results/shards/{lost}.jsonl is missing: rerun the workflow, "
+        "which measures that shard again"
+    )
+    assert not list(tmp_path.glob("*.png*"))
