@@ -50,13 +50,18 @@ except WorkflowError as e:  # one line that names the key, not a schema dump
 bundled_paths(workflow, config, CONFIG_FILE)
 
 PLAN = plan_for_workflow(workflow, config)
-# Used by name in the commands below, never as params: params are rerun
-# triggers, and a moved checkout, another interpreter or on_error (which
-# changes no row) must not rerun a million images.
-PYTHON = python_for_shell(workflow, config)
-ROOT = PLAN.root
-ON_ERROR = config["on_error"]
-IMAGE_FILES = "--images-dir results/images" if config["per_image_files"] else ""
+# What the commands run with but must not rerun for, so not params (params
+# are rerun triggers): the interpreter and the scripts' folder (a moved
+# checkout, another venv or module), the images' folder (moved with the
+# results) and on_error (it changes no row). The commands read them from
+# the environment, which every job inherits (on Slurm too: sbatch exports it
+# and the job's Snakemake sets it again when it parses this file).
+os.environ.update(
+    IMAGESTATS_PYTHON=python_for_shell(workflow, config),
+    IMAGESTATS_SCRIPTS=SCRIPTS,
+    IMAGESTATS_ROOT=PLAN.root,
+    IMAGESTATS_ON_ERROR=config["on_error"],
+)
 shell.prefix(module_check(workflow, config))
 
 
@@ -110,14 +115,16 @@ rule image_stats:
         runtime=PLAN.runtime,
         mem_mb=PLAN.mem_mb,
     params:
-        # What decides a row's numbers: a change reruns the shards.
+        # What decides a row's numbers (and the per-image files): a change
+        # reruns the shards.
         code=code_version(),
         max_image_pixels=config["max_image_pixels"],
-        per_image_files=config["per_image_files"],
+        images_dir="results/images" if config["per_image_files"] else "none",
     shell:
-        "{PYTHON:q} {SCRIPTS:q}/image_stats.py {input:q} {output:q} --root {ROOT:q}"
-        " {IMAGE_FILES} --workers {threads} --on-error {ON_ERROR}"
-        " --max-image-pixels {params.max_image_pixels} 2> {log:q}"
+        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/image_stats.py" {input:q} {output:q}'
+        ' --root "$IMAGESTATS_ROOT" --on-error "$IMAGESTATS_ON_ERROR" --workers {threads}'
+        " --images-dir {params.images_dir} --max-image-pixels {params.max_image_pixels}"
+        " 2> {log:q}"
 
 
 rule aggregate_stats:
@@ -139,7 +146,7 @@ rule aggregate_stats:
         runtime=PLAN.final_runtime,
         mem_mb=PLAN.final_mem_mb,
     shell:
-        "{PYTHON:q} {SCRIPTS:q}/aggregate_stats.py results/plan results/shards"
+        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/aggregate_stats.py" results/plan results/shards'
         " --csv {output.csv:q} 2> {log:q}"
 
 
@@ -184,7 +191,7 @@ rule summarize_stats:
         runtime=PLAN.final_runtime,
         mem_mb=PLAN.final_mem_mb,
     shell:
-        "{PYTHON:q} {SCRIPTS:q}/summarize_stats.py {input.csv:q}"
+        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/summarize_stats.py" {input.csv:q}'
         " --summary {output.summary:q} --errors {output.errors:q}"
         " --summary-html {output.summary_html:q} --errors-html {output.errors_html:q}"
         " 2> {log:q}"
@@ -229,7 +236,7 @@ rule plot_stats:
         dpi=100,
         max_labels=3,
     shell:
-        "{PYTHON:q} {SCRIPTS:q}/plot_stats.py results/plan results/shards"
+        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/plot_stats.py" results/plan results/shards'
         " --brightness-by-class {output.brightness_by_class:q}"
         " --min-max {output.min_max:q} --outliers {output.outliers:q}"
         " --dpi {params.dpi} --max-labels {params.max_labels} 2> {log:q}"

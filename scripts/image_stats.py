@@ -29,7 +29,7 @@ def main(argv=None):
     parser.add_argument("shard_list", help="shard list written by the plan (JSON lines)")
     parser.add_argument("table", help="shard table to write (JSON lines)")
     parser.add_argument("--root", help="folder the list's paths are relative to (default: from the plan index)")
-    parser.add_argument("--images-dir", help="folder for per-image stats files (default: none)")
+    parser.add_argument("--images-dir", help="folder for per-image stats files ('none' or unset: none)")
     parser.add_argument("--workers", type=int, default=1, help="measuring processes")
     parser.add_argument("--on-error", choices=("record", "fail"), default="record")
     parser.add_argument("--max-image-pixels", type=int, default=89478485)
@@ -37,7 +37,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         run_shard(
-            args.shard_list, args.table, args.images_dir, args.on_error,
+            args.shard_list, args.table, None if args.images_dir in (None, "none") else args.images_dir,
+            args.on_error,
             args.max_image_pixels, sys.stderr, root=args.root,
             workers=max(1, args.workers), journal_dir=args.journal_dir, started=STARTED,
         )  # fmt: skip

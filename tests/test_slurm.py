@@ -68,7 +68,7 @@ def tree(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def heavy_tree(tmp_path_factory):
-    """60 smooth 4000x3000 JPEGs: ~0.15 s of decoding each, ~1 MB on disk."""
+    """100 smooth 4000x3000 JPEGs: ~0.15 s of decoding each, ~1 MB on disk."""
     import numpy as np
     from PIL import Image
 
@@ -76,7 +76,7 @@ def heavy_tree(tmp_path_factory):
     root.mkdir()
     y, x = np.mgrid[0:3000, 0:4000].astype(np.uint16)
     rng = np.random.default_rng(1)
-    for i in range(60):
+    for i in range(100):
         base = x * (i % 7 + 1) // 16 + y // 12
         noise = rng.integers(0, 8, (3000, 4000), dtype=np.uint16)
         pixels = np.stack([base + noise, base + 40, base * 2 + noise], axis=-1) % 256
