@@ -35,14 +35,21 @@ def snakemake(workdir, *args, config=(), check=True, timeout=600, env=None):
     cmd += list(args)
     if config:
         cmd += ["--config", *config]
+    return run_command(cmd, check=check, timeout=timeout, env=env)
+
+
+def run_command(cmd, cwd=None, check=True, timeout=600, env=None):
+    """Run ``cmd``; the result's ``output`` is stdout + stderr (what the user
+    sees, in order or not); with check, a failure shows both."""
     result = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout,
+        [str(part) for part in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
-    result.output = result.stdout + result.stderr  # what the user sees, in order or not
+    result.output = result.stdout + result.stderr
     if check and result.returncode != 0:
         pytest.fail(
-            f"snakemake failed ({result.returncode}): {' '.join(cmd)}\n"
+            f"snakemake failed ({result.returncode}) in {cwd or os.getcwd()}: "
+            f"{' '.join(map(str, cmd))}\n"
             f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
         )
     return result

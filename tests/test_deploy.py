@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, as_numbers, generate, read_stats, reference
+from conftest import REPO, as_numbers, generate, read_stats, reference, run_command
 from imagestats import defaults, storage
 
 SAMPLE = Path("config") / "sample" / "EuroSAT_RGB"  # relative to a checkout
@@ -34,18 +34,8 @@ STATS_ONLY = "results/stats.csv"  # the target when plots and summary add nothin
 
 def snakemake(*args, cwd, python=None, check=True, env=None, timeout=600):
     """`<python> -m snakemake ARGS` in ``cwd``, as a user types it; output = stdout + stderr."""
-    cmd = [str(python or sys.executable), "-m", "snakemake", *map(str, args)]
-    result = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
-    result.output = result.stdout + result.stderr
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"snakemake failed ({result.returncode}) in {cwd}: {' '.join(cmd)}\n"
-            f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
-        )
-    return result
+    cmd = [python or sys.executable, "-m", "snakemake", *args]
+    return run_command(cmd, cwd=cwd, check=check, timeout=timeout, env=env)
 
 
 def copy_checkout(dest):
