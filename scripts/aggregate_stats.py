@@ -7,7 +7,8 @@
 With the four summary files it also writes what summarize_stats.py writes,
 from the rows it has just merged: one process and one read of the tables
 instead of a second job that reads stats.csv back (summarize_stats.py still
-does that on its own). A thin command-line shell around imagestats.aggregate
+does that on its own; plot_stats.py --summary ... writes them too). The CSV
+alone needs no numpy: the fastest way to stats.csv. A thin command-line shell around imagestats.aggregate
 and imagestats.summary, run by `shell:` for the reason image_stats.py gives:
 a `script:` job first imports Snakemake, and this job is on every run's
 critical path. Messages go to stderr.
@@ -19,7 +20,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imagestats.aggregate import AggregateError, add_plan_arguments, read_plan  # noqa: E402
+from imagestats.aggregate import (  # noqa: E402
+    AggregateError,
+    add_plan_arguments,
+    read_plan,
+    write_stats_csv,
+)
 
 SUMMARY_FILES = ("summary", "errors", "summary_html", "errors_html")
 
@@ -35,10 +41,14 @@ def main(argv=None):
     if any(summary_files) and not all(summary_files):
         parser.error("give all of --summary, --errors, --summary-html and --errors-html, or none")
     try:
-        stats = read_plan(args.plan_dir, args.tables_dir, csv_out=args.csv)
+        if all(summary_files):
+            stats = read_plan(args.plan_dir, args.tables_dir, csv_out=args.csv)
+            images, errors = len(stats), len(stats.errors)
+        else:  # the CSV alone: no numpy to import
+            images, errors = write_stats_csv(args.plan_dir, args.tables_dir, args.csv)
     except (AggregateError, OSError) as e:
         sys.exit(f"aggregate_stats: {e}")
-    print(f"{len(stats)} images, {len(stats.errors)} with errors -> {args.csv}", file=sys.stderr)
+    print(f"{images} images, {errors} with errors -> {args.csv}", file=sys.stderr)
     if all(summary_files):
         from imagestats.summary import summary_messages, write_summary
 

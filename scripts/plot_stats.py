@@ -3,6 +3,7 @@
 
     plot_stats.py PLAN_DIR TABLES_DIR --brightness-by-class F --min-max F --outliers F
                   [--dpi 100] [--max-labels 3] [--jobs N]
+                  [--summary F --errors F --summary-html F --errors-html F]
 
 Reads the shard tables, not stats.csv, so that it runs beside
 aggregate_stats instead of after it: the figures are the longest job after
@@ -10,9 +11,12 @@ the shards. With --jobs 2 or 3, a forked process reads the tables while
 this one imports matplotlib (each takes about half a second at 27,000
 images), and the figures are drawn by that many processes at once (forked
 after the tables are read, so nothing is read or imported twice); the
-files are the same as with one. A thin command-line shell around
-imagestats.plots, run by `shell:` (no Snakemake import per job). Messages
-go to stderr.
+files are the same as with one. With the four summary files it also
+writes what summarize_stats.py writes (from the rows read for the figures,
+in the reading process while matplotlib is imported), so aggregate_stats
+can write the CSV alone. A thin command-line shell around imagestats.plots
+and imagestats.summary, run by `shell:` (no Snakemake import per job).
+Messages go to stderr.
 """
 
 import argparse
@@ -24,22 +28,37 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 FIGURES = ("brightness_by_class", "min_max", "outliers")  # imagestats.plots.FIGURES
+SUMMARY_FILES = ("summary", "errors", "summary_html", "errors_html")
 
 
-def read_beside(plan_dir, tables_dir):
-    """Start reading the plan's tables in a forked process; returns a
-    function that waits for their Stats (or raises the reader's error)."""
+def read(plan_dir, tables_dir, summary_files):
+    """(Stats of the plan's tables, messages); writes the summary files
+    first when they are given."""
+    from imagestats.aggregate import read_plan
+
+    stats = read_plan(plan_dir, tables_dir, keep_paths=True)
+    if not summary_files:
+        return stats, []
+    from imagestats.summary import summary_messages, write_summary
+
+    summary, _ = write_summary(stats, *summary_files)
+    return stats, summary_messages(summary, summary_files[0], summary_files[1])
+
+
+def read_beside(*args):
+    """Start ``read(*args)`` in a forked process; returns a function that
+    waits for its result (or raises its error as AggregateError)."""
     readable, writable = os.pipe()
     pid = os.fork()
     if pid == 0:  # the reader: nothing imported yet but the standard library
         os.close(readable)
         code = 1
         try:
-            from imagestats.aggregate import AggregateError, read_plan
+            from imagestats.aggregate import AggregateError
 
             try:
-                result = read_plan(plan_dir, tables_dir, keep_paths=True)
-            except (AggregateError, OSError) as e:
+                result = read(*args)
+            except (AggregateError, OSError, ValueError) as e:
                 result = AggregateError(str(e))
             with os.fdopen(writable, "wb") as pipe:
                 pickle.dump(result, pipe, pickle.HIGHEST_PROTOCOL)
@@ -51,7 +70,7 @@ def read_beside(plan_dir, tables_dir):
             os._exit(code)
     os.close(writable)
 
-    def stats():
+    def result():
         from imagestats.aggregate import AggregateError
 
         with os.fdopen(readable, "rb") as pipe:
@@ -59,12 +78,12 @@ def read_beside(plan_dir, tables_dir):
         _, status = os.waitpid(pid, 0)
         if status or not data:
             raise AggregateError("the process reading the shard tables failed (see above)")
-        result = pickle.loads(data)
-        if isinstance(result, Exception):
-            raise result
-        return result
+        value = pickle.loads(data)
+        if isinstance(value, Exception):
+            raise value
+        return value
 
-    return stats
+    return result
 
 
 def main(argv=None):
@@ -77,16 +96,24 @@ def main(argv=None):
     parser.add_argument("--max-labels", type=int, default=3, help="outliers named per class")
     parser.add_argument("--jobs", type=int, default=1,
                         help=f"processes at once (1 to {len(FIGURES)}; the rule's threads)")  # fmt: skip
+    for name in SUMMARY_FILES:
+        parser.add_argument(f"--{name.replace('_', '-')}", help="summary file to write (all four or none)")
     args = parser.parse_args(argv)
-    pending = read_beside(args.plan_dir, args.tables_dir) if args.jobs > 1 and hasattr(os, "fork") else None
+    summary_files = [getattr(args, name) for name in SUMMARY_FILES]
+    if any(summary_files) and not all(summary_files):
+        parser.error("give all of --summary, --errors, --summary-html and --errors-html, or none")
+    what = (args.plan_dir, args.tables_dir, summary_files if all(summary_files) else None)
+    pending = read_beside(*what) if args.jobs > 1 and hasattr(os, "fork") else None
 
-    from imagestats.aggregate import AggregateError, read_plan
+    from imagestats.aggregate import AggregateError
     from imagestats.plots import FigureFailed, draw_all
 
     try:
-        stats = pending() if pending else read_plan(args.plan_dir, args.tables_dir, keep_paths=True)
-    except (AggregateError, OSError) as e:
+        stats, messages = pending() if pending else read(*what)
+    except (AggregateError, OSError, ValueError) as e:
         sys.exit(f"plot_stats: {e}")
+    for line in messages:
+        print(line, file=sys.stderr)
     outputs = {name: getattr(args, name) for name in FIGURES}
     try:
         draw_all(stats, outputs, args.dpi, args.max_labels, jobs=args.jobs)

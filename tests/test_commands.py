@@ -69,24 +69,46 @@ def _summary_args(folder):
     ]  # fmt: skip
 
 
-def test_aggregate_writes_the_summary_that_summarize_writes_from_the_csv(tmp_path, small_tree):
-    """The new call (one process: CSV and summary) and the old one (a second
-    command reading stats.csv back) give the same files, byte for byte."""
+def test_every_command_that_writes_the_summary_writes_the_same_files(tmp_path, small_tree):
+    """aggregate_stats --summary (CSV and summary in one process),
+    summarize_stats (stats.csv read back) and plot_stats --summary (from
+    the rows read for the figures, in one process or beside the drawing)
+    give the same files, byte for byte."""
     _measured(tmp_path, small_tree)
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    done = _run("aggregate_stats.py", "results/plan", "results/shards", "--csv", "one/stats.csv",
-                *_summary_args(tmp_path / "one"), cwd=tmp_path)  # fmt: skip
+    plots_args = ["--brightness-by-class", "b.png", "--min-max", "m.png", "--outliers", "o.png"]
+    calls = {
+        "aggregate": ("aggregate_stats.py", "results/plan", "results/shards", "--csv", "stats.csv"),
+        "summarize": ("summarize_stats.py", "stats.csv"),
+        "plot": ("plot_stats.py", "results/plan", "results/shards", *plots_args),
+        "plot-jobs2": ("plot_stats.py", "results/plan", "results/shards", "--jobs", 2, *plots_args),
+    }
+    for name, call in calls.items():
+        (tmp_path / name).mkdir()
+        done = _run(*call, *_summary_args(tmp_path / name), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "10 classes, 40 images, 0 with errors ->" in done.stderr, name
+        for file in SUMMARY_FILES:
+            want = (tmp_path / "aggregate" / file).read_bytes()
+            assert (tmp_path / name / file).read_bytes() == want, (name, file)
+    # All of the summary files or none, not a few.
+    for name in ("aggregate", "plot"):
+        done = _run(*calls[name], "--summary", "s.csv", cwd=tmp_path)
+        assert done.returncode != 0 and "give all of --summary" in done.stderr, name
+
+
+def test_aggregate_writes_the_csv_alone_without_numpy(tmp_path, small_tree):
+    """The like-for-like target (stats.csv alone) pays for no numpy import."""
+    _measured(tmp_path, small_tree)
+    script = SCRIPTS / "aggregate_stats.py"
+    probe = (
+        "import runpy, sys; sys.argv = [sys.argv[1], 'results/plan', 'results/shards', '--csv', 'x.csv']; "
+        "runpy.run_path(sys.argv[0], run_name='__main__'); print(sorted(m for m in sys.modules if m == 'numpy'))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(script)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "10 classes, 40 images, 0 with errors ->" in done.stderr
-    done = _run("summarize_stats.py", "one/stats.csv", *_summary_args(tmp_path / "two"), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    for name in SUMMARY_FILES:
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
-    # Some or none of the summary files, not a few.
-    done = _run("aggregate_stats.py", "results/plan", "results/shards", "--csv", "x.csv",
-                "--summary", "s.csv", cwd=tmp_path)  # fmt: skip
-    assert done.returncode != 0 and "give all of --summary" in done.stderr
+    assert done.stdout.strip() == "[]"
+    assert (tmp_path / "x.csv").read_bytes().startswith(b"path,class,width,height,mode,")
 
 
 def test_aggregate_names_a_missing_table_and_writes_nothing(tmp_path, small_tree):

@@ -6,8 +6,9 @@ commands run on the Slurm submit host. Instead every shard table is read
 once (one JSON parse per table), its rows are sorted by path (a table
 written in path order costs one pass) and kept pickled, ~60 bytes a row;
 then the tables are merged by path (heapq.merge) and streamed out in
-batches: to the CSV, and into ``Stats``, the few numeric columns the
-summary and the figures use, as numpy arrays.
+batches: to the CSV (write_stats_csv, pure Python), and into ``Stats``, the
+few columns the summary and the figures use, as numpy arrays (read_plan;
+numpy is imported only there: the CSV alone does not pay for it).
 
 The CSV is byte for byte what ``DataFrame.to_csv`` wrote before (and what
 the benchmark's baseline writes): Python's csv writer with pandas'
@@ -24,8 +25,6 @@ from collections import deque
 from contextlib import contextmanager
 from itertools import islice
 from operator import itemgetter, ne
-
-import numpy as np
 
 from .atomic import replaced
 from .measure import COLUMNS, INT_COLUMNS
@@ -123,16 +122,19 @@ def _csv_text(batch, columns):
     return os.linesep.join(lines)
 
 
-def _typed(batch, columns, means):
+def _typed(batch, columns):
     """``batch`` with pandas' cell types: nullable ints, float means.
 
     json.loads already gives ints and floats, so this is a check that
     costs little; a row that is off (a NaN, an int mean, a float width)
     is converted as the DataFrame did: NaN written empty, 15 as 15.0."""
-    fine = all(set(map(type, columns[i])) <= {int, _NONE} for i in _INTS)
-    if fine and set(map(type, columns[_MEAN])) <= {float, _NONE}:
-        if int(np.isnan(means).sum()) == columns[_MEAN].count(None):
-            return batch
+    means = columns[_MEAN]
+    if (
+        all(set(map(type, columns[i])) <= {int, _NONE} for i in _INTS)
+        and set(map(type, means)) <= {float, _NONE}
+        and not any(m != m for m in means)  # NaN
+    ):
+        return batch
     return [_typed_row(row) for row in batch]
 
 
@@ -223,6 +225,8 @@ class Stats:
 
     def __init__(self, classes, cls, failed, noted, low, high, mean, median, errors=(),
                  path_blocks=None):  # fmt: skip
+        import numpy as np
+
         self.classes = list(classes)
         self.cls = np.asarray(cls, dtype=np.int32)
         self.failed = np.asarray(failed, dtype=bool)
@@ -246,8 +250,7 @@ class Stats:
         rows = iter(rows)
         while batch := list(islice(rows, BATCH)):
             batch = [tuple(map(r.get, COLUMNS)) if isinstance(r, dict) else r for r in batch]
-            columns = list(zip(*batch))
-            collector.add(batch, columns, np.array(columns[_MEAN], dtype=np.float64))
+            collector.add(batch, list(zip(*batch)))
         return collector.stats()
 
     @classmethod
@@ -261,7 +264,7 @@ class Stats:
             columns = list(zip(*batch))
             for i in (_MIN, _MAX, _MEDIAN, _MEAN):
                 columns[i] = [text or "nan" for text in columns[i]]
-            collector.add(batch, columns, np.array(columns[_MEAN], dtype=np.float64))
+            collector.add(batch, columns)
         return collector.stats()
 
     def path(self, i):
@@ -273,6 +276,8 @@ class Stats:
 
     def by_class(self):
         """Row indices of each class (in path order), in class order."""
+        import numpy as np
+
         order = np.argsort(self.cls, kind="stable")
         bounds = np.searchsorted(self.cls[order], np.arange(len(self.classes) + 1))
         return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
@@ -282,10 +287,13 @@ class _Collector:
     """Builds Stats from batches of merged rows, in arrays of the expected
     size (no copies of the columns at the end)."""
 
-    _ARRAYS = {"cls": np.int32, "low": np.float32, "high": np.float32,
-               "mean": np.float64, "median": np.float32}  # fmt: skip
+    _ARRAYS = {"cls": "int32", "low": "float32", "high": "float32",
+               "mean": "float64", "median": "float32"}  # fmt: skip
 
     def __init__(self, expected, keep_paths):
+        import numpy as np
+
+        self.np = np
         self.codes = {}  # class name -> code in order of appearance
         self.arrays = {name: np.empty(expected, dtype) for name, dtype in self._ARRAYS.items()}
         self.failed, self.noted, self.errors = [], [], []
@@ -300,16 +308,17 @@ class _Collector:
             codes = [self.codes["" if name is None else name] for name in classes]
         return codes
 
-    def add(self, batch, columns, means):
-        """``columns``: the batch's columns (zip(*batch)); ``means`` as an array."""
+    def add(self, batch, columns):
+        """``columns``: the batch's columns (zip(*batch)); numbers may be
+        None (NaN) or their text."""
+        np = self.np
         start, end = self.rows, self.rows + len(batch)
         if end > len(self.arrays["cls"]):  # more rows than expected: grow
             self.arrays = {k: np.resize(a, 2 * end) for k, a in self.arrays.items()}
         arrays = self.arrays
         arrays["cls"][start:end] = self._codes(columns[_CLASS])
-        arrays["mean"][start:end] = means
-        for name, i in (("low", _MIN), ("high", _MAX), ("median", _MEDIAN)):
-            arrays[name][start:end] = np.array(columns[i], dtype=np.float32)  # None -> NaN
+        for name, i in (("low", _MIN), ("high", _MAX), ("mean", _MEAN), ("median", _MEDIAN)):
+            arrays[name][start:end] = np.array(columns[i], dtype=arrays[name].dtype)  # None -> NaN
         errors, notes = columns[_ERROR], columns[_NOTE]
         if errors.count("") + errors.count(None) < len(batch):  # rare: look at each
             for i, row in enumerate(batch, start):
@@ -324,6 +333,7 @@ class _Collector:
         self.rows = end
 
     def stats(self):
+        np = self.np
         classes = sorted(self.codes)
         rank = np.empty(max(1, len(classes)), dtype=np.int32)
         rank[[self.codes[c] for c in classes]] = np.arange(len(classes), dtype=np.int32)
@@ -338,6 +348,20 @@ class _Collector:
         )  # fmt: skip
 
 
+def write_stats_csv(plan_dir, tables_dir, csv_out):
+    """Write stats.csv of every table of the plan in ``plan_dir`` (nothing
+    when an image is missing or doubled); returns (images, errors). Pure
+    Python: no numpy, which aggregate_stats alone does not need."""
+    tables, expected = plan_tables(plan_dir, tables_dir)
+    images = errors = 0
+    with csv_file(csv_out) as f:
+        csv_writer(f).writerow(COLUMNS)
+        for batch, columns in _checked_batches(merged_rows(tables), expected, f):
+            images += len(batch)
+            errors += len(batch) - columns[_ERROR].count("") - columns[_ERROR].count(None)
+    return images, errors
+
+
 def read_plan(plan_dir, tables_dir, csv_out=None, keep_paths=False):
     """Stats of every table of the plan in ``plan_dir``; with ``csv_out``
     also writes stats.csv there, atomically.
@@ -345,17 +369,23 @@ def read_plan(plan_dir, tables_dir, csv_out=None, keep_paths=False):
     Checks that no image is missing or doubled: then nothing is written.
     """
     tables, expected = plan_tables(plan_dir, tables_dir)
-    rows = merged_rows(tables)
+    collector = _Collector(expected, keep_paths)
     if csv_out is None:
-        return _collect(rows, expected, None, keep_paths)
+        for batch, columns in _checked_batches(merged_rows(tables), expected, None):
+            collector.add(batch, columns)
+        return collector.stats()
     with csv_file(csv_out) as f:
         csv_writer(f).writerow(COLUMNS)
-        return _collect(rows, expected, f, keep_paths)
+        for batch, columns in _checked_batches(merged_rows(tables), expected, f):
+            collector.add(batch, columns)
+    return collector.stats()
 
 
-def _collect(rows, expected, csv_out, keep_paths):
-    collector = _Collector(expected, keep_paths)
-    doubled, last = [], None
+def _checked_batches(rows, expected, csv_out):
+    """(batch, its columns) of the merged rows, written to ``csv_out`` if
+    given; raises AggregateError after the last when an image is doubled or
+    the count is not the plan's."""
+    doubled, last, count = [], None, 0
     while batch := list(islice(rows, BATCH)):
         columns = list(zip(*batch))
         paths = columns[_PATH]
@@ -363,19 +393,18 @@ def _collect(rows, expected, csv_out, keep_paths):
         if paths[0] == last or not all(map(ne, paths, islice(paths, 1, None))):
             doubled += [b for a, b in zip((last, *paths), paths) if a == b]
         last = paths[-1]
-        means = np.array(columns[_MEAN], dtype=np.float64)  # None -> NaN
         if csv_out is not None:
-            typed = _typed(batch, columns, means)
+            typed = _typed(batch, columns)
             csv_out.write(_csv_text(typed, columns if typed is batch else list(zip(*typed))))
-        collector.add(batch, columns, means)
+        count += len(batch)
+        yield batch, columns
     if doubled:
         raise AggregateError(
             f"{len(doubled)} image(s) appear in two shards, e.g. {doubled[:3]}: "
             "delete results/shards/ and rerun"
         )
-    if collector.rows != expected:
+    if count != expected:
         raise AggregateError(
-            f"the shard tables hold {collector.rows} rows, the plan has {expected} "
+            f"the shard tables hold {count} rows, the plan has {expected} "
             "images: rerun the workflow to replan"
         )
-    return collector.stats()
