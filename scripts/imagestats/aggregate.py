@@ -237,6 +237,7 @@ class Stats:
         self.median = np.asarray(median, dtype=np.float32)
         self.errors = list(errors)
         self._path_blocks = path_blocks  # "\0"-joined paths of each BATCH rows
+        self._block = BATCH  # as collected (tests change BATCH)
         self._split = (None, None)
 
     def __len__(self):
@@ -269,7 +270,7 @@ class Stats:
 
     def path(self, i):
         """The path of row ``i`` (file names cannot hold the NUL joining them)."""
-        block, offset = divmod(int(i), BATCH)
+        block, offset = divmod(int(i), self._block)
         if self._split[0] != block:
             self._split = (block, self._path_blocks[block].split("\0"))
         return self._split[1][offset]
