@@ -8,9 +8,9 @@ sums in the same order, so the same floats bit for bit, without pandas'
 import (half a second) and a DataFrame of every row. The tests check the
 numbers against Python's statistics module and against pandas.
 
-The summary is written by aggregate_stats from the rows it merges (no
-second read of stats.csv), or by summarize_stats from stats.csv. The CSV
-files are the results; the HTML files only exist because Snakemake's HTML
+The same files come from the rows plot_stats reads for the figures (or
+aggregate_stats merges for the CSV), with no second read of the tables, or
+from stats.csv (summarize_stats). The CSV files are the results; the HTML files only exist because Snakemake's HTML
 report shows images, HTML and PDF inline but offers a CSV only as a
 download.
 """
@@ -192,8 +192,8 @@ def _cell(value):
 
 def write_summary(stats, summary_csv, errors_csv, summary_page, errors_page,
                   factor=IQR_FACTOR):  # fmt: skip
-    """Everything the summarize_stats rule writes, from ``stats`` (Stats, or
-    the name of stats.csv); returns (summary rows, error rows)."""
+    """summary.csv, errors.csv and their HTML views from ``stats`` (Stats,
+    or the name of stats.csv); returns (summary rows, error rows)."""
     if not isinstance(stats, Stats):
         stats = read_stats(stats)
     summary = summary_rows(stats, factor)
