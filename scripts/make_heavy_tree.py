@@ -7,7 +7,7 @@ also hold photos and scans that cost 10-100 ms each: this tree stands in for
 those, so that a benchmark sees how shards of heavy images are cut and how
 busy they keep the cores. Per 1.0 of --scale:
 
-  * 250 JPEGs of 2000x2000 RGB, camera-like: smooth colour gradients, blotchy
+  * 400 JPEGs of 3000x2000 RGB (6 megapixels, a common camera), camera-like: smooth colour gradients, blotchy
     mid-scale texture and sensor noise, quality 95, so a few MB each (flat
     images would compress to almost nothing and decode unrealistically fast);
   * 80 PNG "scans" of 1500x1500, alternately greyscale (L) and RGB: a bright
@@ -20,7 +20,7 @@ spread over the classes. Each image depends only on its kind and number (a
 seeded generator), so the same arguments always give the same pixels; the
 files are written in parallel, each under a temporary name then renamed.
 
-    python scripts/make_heavy_tree.py OUT               # 334 images, ~1 GB
+    python scripts/make_heavy_tree.py OUT               # 484 images, ~2.5 GB
     python scripts/make_heavy_tree.py OUT --scale 0.1   # 35 images
 """
 
@@ -37,7 +37,7 @@ CLASSES = (
 
 # kind -> (count at scale 1, extension, width, height)
 KINDS = {
-    "photo": (250, "jpg", 2000, 2000),
+    "photo": (400, "jpg", 3000, 2000),
     "scan": (80, "png", 1500, 1500),
     "tiff": (4, "tif", 4000, 3000),
 }

@@ -57,17 +57,45 @@ def final_runtime_min(images, attempt=1):
     return max(FINAL_RUNTIME_FLOOR_MIN, minutes) * 2 ** (attempt - 1)
 
 
-def threads_for_shards(weights, cores):
+# What a local job costs besides its images: a Python start, imports and
+# Snakemake's scheduling round (the benchmark's job timelines: ~0.2 s).
+SECONDS_PER_LOCAL_JOB = 0.25
+
+
+def shard_seconds(images, total_bytes):
+    """Estimated measuring time of a shard on one core (the cost model above)."""
+    return images * SECONDS_PER_IMAGE + total_bytes / 1e6 * SECONDS_PER_MB
+
+
+def _side_by_side(seconds, cores):
+    """Makespan of shards of one process each, ``cores`` at a time,
+    heaviest first (how Snakemake starts them: each as a core frees)."""
+    finish = [0.0] * cores
+    for work in sorted(seconds, reverse=True):
+        finish[finish.index(min(finish))] += work + SECONDS_PER_LOCAL_JOB
+    return max(finish)
+
+
+def threads_for_shards(shards, cores):
     """Worker processes per shard for a local run on ``cores`` cores.
 
-    With at least as many shards as cores, each shard is one process and
-    the cores run shards side by side. With fewer, the cores are divided
-    among the shards (the heavier ones get the odd cores), so a run of one
-    heavy shard still uses every core. ``weights``: shard -> bytes.
+    ``shards``: name -> (images, bytes). Three ways to share the cores:
+    - fewer shards than cores: the cores are divided among the shards (the
+      heavier get the odd cores), all run at once;
+    - shards side by side, one process each: right for many light shards
+      (27,000 EuroSAT images make 8 shards of ~1 s on 2 cores);
+    - one shard at a time with every core: right for a few heavy shards,
+      where side by side would leave cores idle while the last one runs.
+    The cheaper of the last two by the cost model wins.
     """
-    count = len(weights)
-    if not cores or count >= cores:
-        return dict.fromkeys(weights, 1)
-    base, extra = divmod(cores, count)
-    heaviest = sorted(weights, key=lambda name: (-weights[name], name))
-    return {name: base + (1 if rank < extra else 0) for rank, name in enumerate(heaviest)}
+    count = len(shards)
+    if not cores or cores == 1:
+        return dict.fromkeys(shards, 1)
+    if count < cores:
+        base, extra = divmod(cores, count)
+        heaviest = sorted(shards, key=lambda name: (-shards[name][1], name))
+        return {name: base + (1 if rank < extra else 0) for rank, name in enumerate(heaviest)}
+    seconds = [shard_seconds(images, size) for images, size in shards.values()]
+    one_at_a_time = sum(seconds) / cores + count * SECONDS_PER_LOCAL_JOB
+    each = cores if one_at_a_time < _side_by_side(seconds, cores) else 1
+    return dict.fromkeys(shards, each)

@@ -95,8 +95,8 @@ class WorkflowPlan:
         self.slurm = slurm  # (account, configured limit) on a Slurm profile, else None
         self.shards = list(plan.shards)
         cores = None if slurm else workflow.resource_settings.cores
-        weights = {name: max(1, s.bytes) for name, s in plan.shards.items()}
-        self._threads = resources.threads_for_shards(weights, cores)
+        work = {name: (s.images, s.bytes) for name, s in plan.shards.items()}
+        self._threads = resources.threads_for_shards(work, cores)
         self._checked = not workflow.is_main_process  # jobs of a run check nothing
         self.progress = None
         self._started = None

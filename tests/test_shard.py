@@ -1,0 +1,76 @@
+"""A shard measured with one or several processes, and how cores are shared."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from conftest import REPO, reference, snakemake
+from imagestats.plan import make_plan, write_plan
+from imagestats.resources import shard_mem_mb, shard_runtime_min, threads_for_shards
+from imagestats.shard import run_shard
+
+
+def measure_tree(tmp_path, tree, workers, name):
+    plan = make_plan({"input_dir": str(tree), "images_per_job": 10_000})
+    write_plan(plan, tmp_path / name / "plan")
+    (shard,) = plan.shards.values()
+    table = tmp_path / name / "shards" / f"{shard.name}.jsonl"
+    table.parent.mkdir(parents=True)
+    log = io.StringIO()
+    run_shard(tmp_path / name / "plan" / shard.list_name, table, tmp_path / name / "images",
+              "record", 89478485, log, workers=workers)  # fmt: skip
+    files = {p.relative_to(tmp_path / name / "images"): p.read_bytes()
+             for p in (tmp_path / name / "images").rglob("*.json")}  # fmt: skip
+    return table.read_bytes(), files, log.getvalue()
+
+
+def test_one_and_several_workers_give_the_same_bytes(small_tree, tmp_path):
+    one, one_files, one_log = measure_tree(tmp_path, small_tree, 1, "one")
+    three, three_files, three_log = measure_tree(tmp_path, small_tree, 3, "three")
+    assert one == three
+    assert one_files == three_files and len(one_files) == 40
+    assert "1 process(es)" in one_log and "3 process(es)" in three_log
+
+
+def heavy_images(folder, count=6, size=(2400, 1800)):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for i in range(count):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"photo_{i}.jpg", quality=90)
+    return folder.parent
+
+
+def test_a_local_run_of_one_heavy_shard_uses_every_core(tmp_path):
+    tree = heavy_images(tmp_path / "images" / "Photos")
+    result = snakemake(tmp_path / "work", "--cores", "2", "results/stats.csv", config=(f"input_dir={tree}",))
+    assert "1 shard(s)" in result.output
+    (log,) = (tmp_path / "work" / "logs" / "image_stats").glob("*.log")
+    assert "2 process(es)" in log.read_text()
+    rows = (tmp_path / "work" / "results" / "stats.csv").read_text().splitlines()[1:]
+    for row in rows:
+        path, _, _, _, _, low, high, mean, median = row.split(",")[:9]
+        assert (int(low), int(high), float(mean), int(median)) == reference(tree / path)
+
+
+def test_cores_are_shared_between_shards_and_their_processes():
+    light = {f"s{i}": (3400, 3400 * 2200) for i in range(8)}  # 27,000 EuroSAT images
+    assert set(threads_for_shards(light, 2).values()) == {1}  # side by side
+    assert set(threads_for_shards(light, 8).values()) == {1}
+    heavy = {f"s{i}": (150, 650_000_000) for i in range(3)}  # 3 shards of camera photos
+    assert set(threads_for_shards(heavy, 2).values()) == {2}  # one at a time, every core
+    assert threads_for_shards({"a": (30, 66_000)}, 2) == {"a": 2}  # fewer shards than cores
+    assert sorted(threads_for_shards({"a": (10, 5), "b": (10, 9)}, 5).values()) == [2, 3]
+    assert threads_for_shards(light, 1) == dict.fromkeys(light, 1)
+
+
+def test_resources_grow_with_the_work_and_with_each_attempt():
+    light = shard_runtime_min(3400, 7_500_000, 1), shard_mem_mb(3400, 3000, 1)
+    heavy = shard_runtime_min(400, 2_000_000_000, 1), shard_mem_mb(400, 36_000_000, 1)
+    assert light == (2, 500)  # the floors: a light shard does not hoard the queue
+    assert heavy[0] > light[0] and heavy[1] > light[1]
+    assert shard_runtime_min(400, 2_000_000_000, 1, attempt=2) == 2 * heavy[0]
+    assert shard_mem_mb(400, 36_000_000, 1, attempt=3) == 4 * heavy[1]
+    assert shard_mem_mb(400, 36_000_000, 4) > heavy[1]  # each process holds its own image
+    assert REPO.exists()
