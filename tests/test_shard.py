@@ -5,7 +5,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from conftest import REPO, reference, snakemake
+from conftest import reference, snakemake
 from imagestats.plan import make_plan, write_plan
 from imagestats.resources import shard_mem_mb, shard_runtime_min, threads_for_shards
 from imagestats.shard import run_shard
@@ -73,4 +73,3 @@ def test_resources_grow_with_the_work_and_with_each_attempt():
     assert shard_runtime_min(400, 2_000_000_000, 1, attempt=2) == 2 * heavy[0]
     assert shard_mem_mb(400, 36_000_000, 1, attempt=3) == 4 * heavy[1]
     assert shard_mem_mb(400, 36_000_000, 4) > heavy[1]  # each process holds its own image
-    assert REPO.exists()

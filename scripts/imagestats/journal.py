@@ -155,6 +155,7 @@ class ProcessJournal:
         os.makedirs(folder, exist_ok=True)
         self.file = os.path.join(folder, f"{os.getpid()}.jsonl")
         self.fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        self.size = 0  # bytes written: this process is the file's only writer
         self.write(json.dumps(["key", key]) + "\n")
 
     def write(self, text):
@@ -163,20 +164,26 @@ class ProcessJournal:
             done = os.write(self.fd, data)
         except OSError as e:
             raise OSError(e.errno, e.strerror, self.file) from None
+        self.size += done
         if done < len(data):  # only a full disk writes short to a regular file
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.file)
 
     def start(self, shown_path):
         """Note that this process starts on an image; returns the mark to
         undo() it with."""
-        mark = os.lseek(self.fd, 0, os.SEEK_END)
+        mark = self.size
         self.write('["start", ' + json.dumps(shown_path, ensure_ascii=False) + "]\n")
         return mark
+
+    def resync(self):
+        """After a forked child wrote to this file too."""
+        self.size = os.lseek(self.fd, 0, os.SEEK_END)
 
     def undo(self, mark):
         """Cut the journal back to ``mark`` (works on a full disk too)."""
         try:
             os.ftruncate(self.fd, mark)
+            self.size = mark
         except OSError:
             pass
 

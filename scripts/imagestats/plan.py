@@ -61,8 +61,8 @@ class Images:
     source: str  # one line saying where the images come from
     root: str  # absolute folder the paths are relative to
     paths: list
-    sizes: "numpy.ndarray"  # int64 bytes
-    mtimes: "numpy.ndarray"  # int64 ns
+    sizes: object  # numpy int64 array, bytes
+    mtimes: object  # numpy int64 array, ns
     warnings: list = field(default_factory=list)
     folders: int = None  # folders holding images (None: count them from the paths)
 
@@ -93,6 +93,9 @@ class Plan:
     mb_per_job: int
     shards: dict  # name -> Shard, sorted by name
     selection: Images = None  # only in the process that planned (not read from an index)
+    # Only in the process that planned: the images in hash order (indices
+    # into ``selection``) and each shard's slice of it.
+    _order: object = field(default=None, repr=False)
     _ranges: dict = field(default_factory=dict, repr=False)  # name -> (lo, hi) into _order
 
     def index(self):

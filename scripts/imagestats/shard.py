@@ -34,10 +34,6 @@ from .names import escape
 from .plan import read_plan_index, read_shard_list, stats_file_key
 from .table import encode_row, has_error
 
-# The two numbers a row adds to the CSV's columns: which version of the
-# image file it describes, so a rerun can tell an unchanged image.
-FILE_KEYS = ("size", "mtime_ns")
-
 DIED = (
     "the measuring process died on this image in {n} attempts (a decoder crash "
     "or out of memory): check the file; if it is fine, give image_stats more "
@@ -90,6 +86,8 @@ def write_atomic(file, data):
 
 
 def _row_line(entry, row):
+    """The table line of a row; size and mtime_ns say which version of the
+    image file it describes, so a rerun can tell an unchanged image."""
     row["path"] = escape(entry.path)
     row["class"] = escape(row["class"])
     row["size"] = entry.size
@@ -97,13 +95,32 @@ def _row_line(entry, row):
     return encode_row(row)
 
 
+class ImageFiles:
+    """The per-image files under ``images_dir`` (None: none are written)."""
+
+    def __init__(self, images_dir):
+        self.images_dir = images_dir
+        self.made = set()  # one makedirs per folder, not per image
+
+    def write(self, shown, line, only_if_missing=False):
+        if self.images_dir is None:
+            return
+        out = stats_file(self.images_dir, shown)
+        if only_if_missing and os.path.exists(out):
+            return
+        folder = os.path.dirname(out)
+        if folder not in self.made:
+            os.makedirs(folder, exist_ok=True)
+            self.made.add(folder)
+        write_atomic(out, (line + "\n").encode("utf-8", "surrogateescape"))
+
+
 class Measurer:
     """Measures images in one process: journal first, row and file after."""
 
     def __init__(self, journal_dir, shard, key, images_dir):
         self.journal = journal.ProcessJournal(journal_dir, shard, key)
-        self.images_dir = images_dir
-        self.made = set()  # one makedirs per folder, not per image
+        self.files = ImageFiles(images_dir)
 
     def __call__(self, entry):
         shown = escape(entry.path)
@@ -111,23 +128,13 @@ class Measurer:
         try:
             line = _row_line(entry, measure(entry.path, entry.file))
             self.journal.write(line + "\n")
-            self.write_file(shown, line)
+            self.files.write(shown, line)
         except BaseException:
             # Not the image's fault (a full disk, an interrupt): take the
             # start back, so no later attempt counts it as a death.
             self.journal.undo(mark)
             raise
         return line
-
-    def write_file(self, shown, line):
-        if self.images_dir is None:
-            return
-        out = stats_file(self.images_dir, shown)
-        folder = os.path.dirname(out)
-        if folder not in self.made:
-            os.makedirs(folder, exist_ok=True)
-            self.made.add(folder)
-        write_atomic(out, (line + "\n").encode("utf-8", "surrogateescape"))
 
 
 _worker = None  # the Measurer of a pool worker process
@@ -215,7 +222,6 @@ def _run(entries, earlier, table_file, images_dir, on_error, log, workers, journ
          shard, key, started, max_image_pixels):  # fmt: skip
     lines = [None] * len(entries)
     todo, suspects = [], []
-    measurer = None
     first = None
     journal_folder = os.path.join(journal_dir, shard)
     for i, entry in enumerate(entries):
@@ -230,8 +236,13 @@ def _run(entries, earlier, table_file, images_dir, on_error, log, workers, journ
         else:
             todo.append(i)
     kept = len(entries) - len(todo) - len(suspects)
-    if images_dir is not None and kept:
-        _restore_missing_files(entries, lines, images_dir)
+    files = ImageFiles(images_dir)
+    for i, line in enumerate(lines):
+        if line is not None:
+            if on_error == "fail" and has_error(line):
+                _fail(entries[i], line)  # before measuring anything
+            # a file deleted since, or never written by a killed attempt
+            files.write(escape(entries[i].path), line, only_if_missing=True)
 
     def done(i, line):
         lines[i] = line
@@ -243,11 +254,12 @@ def _run(entries, earlier, table_file, images_dir, on_error, log, workers, journ
         measurer = Measurer(journal_dir, shard, key, images_dir)
         for i in suspects:  # alone, so a second death is caught and kept apart
             line = _measure_alone(measurer, entries[i])
+            measurer.journal.resync()
             if line is None:
                 shown = escape(entries[i].path)
                 line = _died_line(entries[i], earlier.deaths[shown] + 1, journal_folder)
                 measurer.journal.write(line + "\n")
-                measurer.write_file(shown, line)
+                measurer.files.write(shown, line)
             done(i, line)
         if workers > 1 and len(todo) > 1:
             _measure_with_pool(entries, todo, done, workers, (journal_dir, shard, key, images_dir, max_image_pixels))
@@ -255,9 +267,6 @@ def _run(entries, earlier, table_file, images_dir, on_error, log, workers, journ
             for i in todo:
                 done(i, measurer(entries[i]))
         measurer.journal.close()
-    for i, line in enumerate(lines):  # reused and died rows too
-        if on_error == "fail" and has_error(line):
-            _fail(entries[i], line)
     last = time.time()
     _write_table(table_file, lines)
     journal.keep(journal_dir, shard, key, table_file)
@@ -267,7 +276,7 @@ def _run(entries, earlier, table_file, images_dir, on_error, log, workers, journ
     for line in lines:
         if has_error(line):
             errors += 1
-            row = _parse(line)
+            row = json.loads(line)
             print(f"{row['path']}: {row['error']}", file=log)
     measured = len(todo) + len(suspects)
     seconds = (last - first) if first else 0.0
@@ -308,22 +317,6 @@ def _measure_with_pool(entries, todo, done, workers, worker_args):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _restore_missing_files(entries, lines, images_dir):
-    """Reused rows whose per-image file is missing (deleted, or never
-    written by a killed attempt) get it back; present ones are left alone."""
-    made = set()
-    for entry, line in zip(entries, lines):
-        if line is None:
-            continue
-        out = stats_file(images_dir, escape(entry.path))
-        if not os.path.exists(out):
-            folder = os.path.dirname(out)
-            if folder not in made:
-                os.makedirs(folder, exist_ok=True)
-                made.add(folder)
-            write_atomic(out, (line + "\n").encode("utf-8", "surrogateescape"))
-
-
 def _remove_files_of_removed_images(own_kept, entries, images_dir):
     """Per-image files of images this shard held last time and holds no more.
 
@@ -342,12 +335,8 @@ def _write_table(table_file, lines):
     write_atomic(table_file, "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
 
 
-def _parse(line):
-    return json.loads(line)
-
-
 def _fail(entry, line):
-    row = _parse(line)
+    row = json.loads(line)
     raise ImageFailed(
         f"cannot measure '{row['path']}' ({escape(entry.file)}): {row['error']}. "
         "Fix or remove the file, or set on_error: record to record "
