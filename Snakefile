@@ -3,9 +3,9 @@
 # images --plan--> results/plan/<shard>.<fingerprint>.jsonl   (parse time: which images, which shard)
 #        --image_stats--> results/shards/<shard>.jsonl + results/images/<path>.json
 #        --aggregate_stats--> results/stats.csv
-#            --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views)
-#        --plot_stats--> results/plots/*.png      (from the shard tables, beside aggregate_stats;
-#                                                  snakemake --report report.html)
+#        --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views),
+#                             results/plots/*.png  (from the shard tables, beside
+#                                                  aggregate_stats; snakemake --report report.html)
 #
 # One job measures a whole shard (up to images_per_job images or mb_per_job
 # MB of image files) with `threads` processes: a job costs 10-150 ms locally
@@ -84,7 +84,6 @@ localrules:
     all,
     aggregate_stats,
     summarize_stats,
-    plot_stats,
 
 
 rule all:
@@ -152,7 +151,9 @@ rule aggregate_stats:
 
 rule summarize_stats:
     input:
-        csv="results/stats.csv",
+        # The shard tables, not stats.csv: this job then runs beside
+        # aggregate_stats instead of after it.
+        tables=expand("results/shards/{shard}.jsonl", shard=PLAN.shards),
     output:
         summary=report(
             "results/summary.csv",
@@ -179,30 +180,6 @@ rule summarize_stats:
             category="Tables",
             labels={"table": "images with errors", "format": "HTML"},
         ),
-    log:
-        "logs/summarize_stats.log",
-    benchmark:
-        "benchmarks/summarize_stats.tsv"
-    conda:
-        "envs/imagestats.yaml"
-    envmodules:
-        *config["envmodules"],
-    resources:
-        runtime=PLAN.final_runtime,
-        mem_mb=PLAN.final_mem_mb,
-    shell:
-        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/summarize_stats.py" {input.csv:q}'
-        " --summary {output.summary:q} --errors {output.errors:q}"
-        " --summary-html {output.summary_html:q} --errors-html {output.errors_html:q}"
-        " 2> {log:q}"
-
-
-rule plot_stats:
-    input:
-        # The shard tables, not stats.csv: the figures then draw beside
-        # aggregate_stats instead of after it.
-        tables=expand("results/shards/{shard}.jsonl", shard=PLAN.shards),
-    output:
         brightness_by_class=report(
             "results/plots/brightness_by_class.png",
             caption="report/brightness_by_class.rst",
@@ -222,13 +199,19 @@ rule plot_stats:
             labels={"figure": "outliers and errors"},
         ),
     log:
-        "logs/plot_stats.log",
+        "logs/summarize_stats.log",
     benchmark:
-        "benchmarks/plot_stats.tsv"
+        "benchmarks/summarize_stats.tsv"
+    # The longest job after the shards: it goes first when it and
+    # aggregate_stats wait for the same cores.
+    priority: 1
     conda:
         "envs/imagestats.yaml"
     envmodules:
         *config["envmodules"],
+    # Two processes: one reads the tables and writes the summary while the
+    # other imports matplotlib, then both draw.
+    threads: 2
     resources:
         runtime=PLAN.final_runtime,
         mem_mb=PLAN.final_mem_mb,
@@ -236,7 +219,9 @@ rule plot_stats:
         dpi=100,
         max_labels=3,
     shell:
-        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/plot_stats.py" results/plan results/shards'
+        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/summarize_stats.py" results/plan results/shards'
+        " --summary {output.summary:q} --errors {output.errors:q}"
+        " --summary-html {output.summary_html:q} --errors-html {output.errors_html:q}"
         " --brightness-by-class {output.brightness_by_class:q}"
         " --min-max {output.min_max:q} --outliers {output.outliers:q}"
-        " --dpi {params.dpi} --max-labels {params.max_labels} 2> {log:q}"
+        " --dpi {params.dpi} --max-labels {params.max_labels} --jobs {threads} 2> {log:q}"

@@ -1,37 +1,117 @@
 #!/usr/bin/env python3
-"""Write the per-class summary and the error list (the summarize_stats rule).
+"""Write the per-class summary, the error list and the figures (the summarize_stats rule).
 
-    summarize_stats.py STATS_CSV --summary F --errors F --summary-html F --errors-html F
+    summarize_stats.py PLAN_DIR TABLES_DIR --summary F --errors F --summary-html F
+        --errors-html F --brightness-by-class F --min-max F --outliers F
+        [--dpi 100] [--max-labels 3] [--jobs N]
 
-The same files as aggregate_stats.py --summary ... writes, from stats.csv
-(for a workflow that runs it as a rule of its own, or to redo them). A thin
-command-line shell around imagestats.summary, run by `shell:` (no Snakemake
+Reads the shard tables, not stats.csv, so that it runs beside
+aggregate_stats instead of after it: it is the longest job after the
+shards, mostly importing matplotlib and drawing. With --jobs 2 or 3 (the
+rule's threads), a forked process reads the tables and writes the summary
+while this one imports matplotlib (about half a second each at 27,000
+images), and the figures are drawn by that many processes at once (forked
+after the tables are read, so nothing is read or imported twice); the
+files are the same as with one. A thin command-line shell around
+imagestats.summary and imagestats.plots, run by `shell:` (no Snakemake
 import per job). Messages go to stderr.
 """
 
 import argparse
 import os
+import pickle
 import sys
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imagestats.summary import summary_messages, write_summary  # noqa: E402
+FIGURES = ("brightness_by_class", "min_max", "outliers")  # imagestats.plots.FIGURES
+SUMMARY_FILES = ("summary", "errors", "summary_html", "errors_html")
+
+
+def read(plan_dir, tables_dir, summary_files):
+    """(Stats of the plan's tables, messages); writes the summary files."""
+    from imagestats.aggregate import read_plan
+    from imagestats.summary import summary_messages, write_summary
+
+    stats = read_plan(plan_dir, tables_dir, keep_paths=True)
+
+    summary, _ = write_summary(stats, *summary_files)
+    return stats, summary_messages(summary, summary_files[0], summary_files[1])
+
+
+def read_beside(*args):
+    """Start ``read(*args)`` in a forked process; returns a function that
+    waits for its result (or raises its error as AggregateError)."""
+    readable, writable = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the reader: nothing imported yet but the standard library
+        os.close(readable)
+        code = 1
+        try:
+            from imagestats.aggregate import AggregateError
+
+            try:
+                result = read(*args)
+            except (AggregateError, OSError, ValueError) as e:
+                result = AggregateError(str(e))
+            with os.fdopen(writable, "wb") as pipe:
+                pickle.dump(result, pipe, pickle.HIGHEST_PROTOCOL)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(writable)
+
+    def result():
+        from imagestats.aggregate import AggregateError
+
+        with os.fdopen(readable, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if status or not data:
+            raise AggregateError("the process reading the shard tables failed (see above)")
+        value = pickle.loads(data)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    return result
 
 
 def main(argv=None):
+    from imagestats.aggregate import AggregateError, add_plan_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("csv", help="stats.csv")
-    for name in ("summary", "errors", "summary-html", "errors-html"):
-        parser.add_argument(f"--{name}", required=True, help="file to write")
+    add_plan_arguments(parser)
+    for name in SUMMARY_FILES:
+        parser.add_argument(f"--{name.replace('_', '-')}", required=True, help="summary file to write")
+    for name in FIGURES:
+        parser.add_argument(f"--{name.replace('_', '-')}", required=True, help="PNG to write")
+    parser.add_argument("--dpi", type=int, default=100)
+    parser.add_argument("--max-labels", type=int, default=3, help="outliers named per class")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help=f"processes at once (1 to {len(FIGURES)}; the rule's threads)")  # fmt: skip
     args = parser.parse_args(argv)
+    what = (args.plan_dir, args.tables_dir, [getattr(args, name) for name in SUMMARY_FILES])
+    pending = read_beside(*what) if args.jobs > 1 and hasattr(os, "fork") else None
+
+    from imagestats.plots import FigureFailed, draw_all
+
     try:
-        summary, _ = write_summary(
-            args.csv, args.summary, args.errors, args.summary_html, args.errors_html
-        )
-    except (OSError, ValueError) as e:
+        stats, messages = pending() if pending else read(*what)
+    except (AggregateError, OSError, ValueError) as e:
         sys.exit(f"summarize_stats: {e}")
-    for line in summary_messages(summary, args.summary, args.errors):
+    for line in messages:
         print(line, file=sys.stderr)
+    outputs = {name: getattr(args, name) for name in FIGURES}
+    try:
+        draw_all(stats, outputs, args.dpi, args.max_labels, jobs=args.jobs)
+    except FigureFailed as e:
+        sys.exit(f"summarize_stats: {e}")
+    print(f"{len(stats)} images -> {', '.join(outputs.values())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

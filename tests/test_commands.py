@@ -6,7 +6,6 @@ import random
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -59,41 +58,50 @@ def test_aggregate_reads_every_table_the_plan_names(tmp_path, small_tree):
 
 
 SUMMARY_FILES = ("summary.csv", "errors.csv", "summary.html", "errors.html")
+FIGURE_FILES = ("b.png", "m.png", "o.png")
 
 
-def _summary_args(folder):
-    return [
-        arg for option, name in zip(("--summary", "--errors", "--summary-html", "--errors-html"),
-                                    SUMMARY_FILES)
-        for arg in (option, folder / name)
-    ]  # fmt: skip
+def _summarize(folder, *extra, cwd):
+    """summarize_stats.py on the plan and tables under ``cwd``, writing
+    every summary file and figure into ``folder``."""
+    names = ("--summary", "--errors", "--summary-html", "--errors-html",
+             "--brightness-by-class", "--min-max", "--outliers")  # fmt: skip
+    files = [folder / name for name in SUMMARY_FILES + FIGURE_FILES]
+    args = [arg for option, file in zip(names, files) for arg in (option, file)]
+    return _run("summarize_stats.py", "results/plan", "results/shards", *args, *extra, cwd=cwd)
 
 
-def test_every_command_that_writes_the_summary_writes_the_same_files(tmp_path, small_tree):
-    """aggregate_stats --summary (CSV and summary in one process),
-    summarize_stats (stats.csv read back) and plot_stats --summary (from
-    the rows read for the figures, in one process or beside the drawing)
-    give the same files, byte for byte."""
+def test_summary_and_figures_are_the_same_bytes_with_one_or_more_processes(tmp_path, small_tree):
+    """With --jobs 2 or 3 a forked process reads the tables and writes the
+    summary while the figures' library loads, and the figures are drawn
+    side by side: every file is byte for byte what one process writes."""
     _measured(tmp_path, small_tree)
-    plots_args = ["--brightness-by-class", "b.png", "--min-max", "m.png", "--outliers", "o.png"]
-    calls = {
-        "aggregate": ("aggregate_stats.py", "results/plan", "results/shards", "--csv", "stats.csv"),
-        "summarize": ("summarize_stats.py", "stats.csv"),
-        "plot": ("plot_stats.py", "results/plan", "results/shards", *plots_args),
-        "plot-jobs2": ("plot_stats.py", "results/plan", "results/shards", "--jobs", 2, *plots_args),
-    }
-    for name, call in calls.items():
-        (tmp_path / name).mkdir()
-        done = _run(*call, *_summary_args(tmp_path / name), cwd=tmp_path)
+    for jobs in (1, 2, 3):
+        out = tmp_path / f"jobs{jobs}"
+        out.mkdir()
+        done = _summarize(out, "--jobs", jobs, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-        assert "10 classes, 40 images, 0 with errors ->" in done.stderr, name
-        for file in SUMMARY_FILES:
-            want = (tmp_path / "aggregate" / file).read_bytes()
-            assert (tmp_path / name / file).read_bytes() == want, (name, file)
-    # All of the summary files or none, not a few.
-    for name in ("aggregate", "plot"):
-        done = _run(*calls[name], "--summary", "s.csv", cwd=tmp_path)
-        assert done.returncode != 0 and "give all of --summary" in done.stderr, name
+        assert "10 classes, 40 images, 0 with errors ->" in done.stderr
+        assert done.stderr.rstrip().splitlines()[-1].startswith("40 images ->")
+    for name in SUMMARY_FILES + FIGURE_FILES:
+        serial = (tmp_path / "jobs1" / name).read_bytes()
+        assert (tmp_path / "jobs2" / name).read_bytes() == serial, name
+        assert (tmp_path / "jobs3" / name).read_bytes() == serial, name
+    for name in FIGURE_FILES:
+        check_png(tmp_path / "jobs1" / name)
+    assert not (tmp_path / "results" / "stats.csv").exists()  # no CSV was needed
+    assert not list(tmp_path.rglob("*.tmp*"))  # no temporary file left behind
+    with open(tmp_path / "jobs1" / "summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    assert [r["class"] for r in summary] == sorted(p.name for p in small_tree.iterdir()) + ["ALL"]
+    assert summary[-1]["images"] == "40" and summary[-1]["errors"] == "0"
+
+
+def test_summarize_needs_every_output_named(tmp_path, small_tree):
+    _measured(tmp_path, small_tree)
+    done = _run("summarize_stats.py", "results/plan", "results/shards", "--summary", "s.csv", cwd=tmp_path)
+    assert done.returncode == 2 and "the following arguments are required: --errors" in done.stderr
+    assert not (tmp_path / "s.csv").exists()
 
 
 def test_aggregate_writes_the_csv_alone_without_numpy(tmp_path, small_tree):
@@ -122,40 +130,18 @@ def test_aggregate_names_a_missing_table_and_writes_nothing(tmp_path, small_tree
     assert not (tmp_path / "results" / "stats.csv").exists()
 
 
-def test_plots_are_drawn_from_the_shard_tables(tmp_path, small_tree):
-    _measured(tmp_path, small_tree)
-    figures = {name: tmp_path / f"{name}.png" for name in ("brightness", "min_max", "outliers")}
-    done = _run(
-        "plot_stats.py", "results/plan", "results/shards",
-        "--brightness-by-class", figures["brightness"], "--min-max", figures["min_max"],
-        "--outliers", figures["outliers"], cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert not (tmp_path / "results" / "stats.csv").exists()  # no CSV was needed
-    assert done.stderr.startswith(f"{len(list(small_tree.rglob('*.jpg')))} images")
-    for png in figures.values():
-        check_png(png)
-
-
 def test_summarize_keeps_a_class_named_na_and_warns_about_one_named_all(tmp_path):
-    stats = tmp_path / "stats.csv"
-    with open(stats, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(HEADER)
-        writer.writerow(["ALL/a.jpg", "ALL", 64, 64, "RGB", 10, 20, 15.5, 15, "", ""])
-        writer.writerow(["Forest/f.jpg", "Forest", 64, 64, "RGB", 30, 90, 60.25, 61, "", ""])
-        writer.writerow(["Forest/bad.jpg", "Forest", "", "", "", "", "", "", "", "empty file", ""])
-        # pandas reads a bare NA as missing unless told otherwise
-        writer.writerow(["NA/NA.jpg", "NA", 64, 64, "RGB", 0, 255, 100.0, 99, "", ""])
-    out = {name: tmp_path / name for name in ("summary.csv", "errors.csv", "s.html", "e.html")}
-    done = _run(
-        "summarize_stats.py", stats, "--summary", out["summary.csv"], "--errors",
-        out["errors.csv"], "--summary-html", out["s.html"], "--errors-html", out["e.html"],
-        cwd=tmp_path,
-    )  # fmt: skip
+    rows = [
+        _row("ALL/a.jpg", min=10, max=20, mean=15.5, median=15),
+        _row("Forest/bad.jpg", error="empty file"),
+        _row("Forest/f.jpg", min=30, max=90, mean=60.25, median=61),
+        _row("NA/NA.jpg", min=0, max=255, mean=100.0, median=99),  # pandas read a bare NA as missing
+    ]
+    _write_tables(tmp_path / "results", [rows[:2], rows[2:]])
+    done = _summarize(tmp_path, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "a class folder is named 'ALL'" in done.stderr
-    with open(out["summary.csv"], newline="") as f:
+    with open(tmp_path / "summary.csv", newline="") as f:
         summary = list(csv.DictReader(f))
     assert [r["class"] for r in summary] == ["ALL", "Forest", "NA", "ALL"]
     forest = summary[1]
@@ -163,27 +149,8 @@ def test_summarize_keeps_a_class_named_na_and_warns_about_one_named_all(tmp_path
     assert (forest["min_of_min"], forest["max_of_max"], forest["mean_of_mean"]) == ("30", "90", "60.25")
     assert (summary[2]["images"], summary[2]["min_of_min"]) == ("1", "0")
     assert (summary[3]["images"], summary[3]["errors"]) == ("4", "1")
-    with open(out["errors.csv"], newline="") as f:
+    with open(tmp_path / "errors.csv", newline="") as f:
         assert list(csv.reader(f)) == [["path", "class", "error"], ["Forest/bad.jpg", "Forest", "empty file"]]
-
-
-def test_plots_drawn_in_parallel_are_the_files_drawn_one_by_one(tmp_path, small_tree):
-    _measured(tmp_path, small_tree)
-    for jobs in (1, 2, 3):
-        out = tmp_path / f"jobs{jobs}"
-        out.mkdir()
-        done = _run(
-            "plot_stats.py", "results/plan", "results/shards", "--jobs", jobs,
-            "--brightness-by-class", out / "b.png", "--min-max", out / "m.png",
-            "--outliers", out / "o.png", cwd=tmp_path,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-    for name in ("b.png", "m.png", "o.png"):
-        serial = (tmp_path / "jobs1" / name).read_bytes()
-        check_png(tmp_path / "jobs1" / name)
-        assert (tmp_path / "jobs2" / name).read_bytes() == serial, name
-        assert (tmp_path / "jobs3" / name).read_bytes() == serial, name
-    assert not list(tmp_path.rglob("*.tmp*"))  # no temporary file left behind
 
 
 @pytest.mark.parametrize("failing", plots.FIGURES)
@@ -283,8 +250,9 @@ def test_stats_csv_is_byte_for_byte_what_pandas_wrote(tmp_path, monkeypatch, ord
         table.sort(key=lambda r: r["path"]) if order == "by path" else rng.shuffle(table)
     plan, shards = _write_tables(tmp_path / "results", tables)
     _pandas_csv(rows, tmp_path / "pandas.csv")
-    stats = read_plan(plan, shards, csv_out=tmp_path / "stats.csv", keep_paths=True)
+    aggregate.write_stats_csv(plan, shards, tmp_path / "stats.csv")
     assert (tmp_path / "stats.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+    stats = read_plan(plan, shards, keep_paths=True)
     paths = sorted(r["path"] for r in rows)
     assert [stats.path(i) for i in range(len(stats))] == paths
     assert [e[0] for e in stats.errors] == ["Forest/empty.jpg", "River/cut.jpg"]
@@ -292,7 +260,7 @@ def test_stats_csv_is_byte_for_byte_what_pandas_wrote(tmp_path, monkeypatch, ord
 
     # The tables without the two file keys: the same CSV.
     plan, shards = _write_tables(tmp_path / "without", tables, extra_keys=False)
-    read_plan(plan, shards, csv_out=tmp_path / "without.csv")
+    aggregate.write_stats_csv(plan, shards, tmp_path / "without.csv")
     assert (tmp_path / "without.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
 
 
@@ -302,49 +270,29 @@ def test_an_image_in_two_tables_or_a_missing_row_writes_nothing(tmp_path):
     index = json.loads((plan / "index.json").read_text())
     index["images"] = 6
     (plan / "index.json").write_text(json.dumps(index))
-    with pytest.raises(AggregateError, match=r"2 image\(s\) appear in two shards, e.g. \['A/2.jpg', 'A/3.jpg'\]"):
-        read_plan(plan, shards, csv_out=tmp_path / "stats.csv")
+    for read in (read_plan, lambda *args: aggregate.write_stats_csv(*args, tmp_path / "stats.csv")):
+        with pytest.raises(AggregateError, match=r"2 image\(s\) appear in two shards, e.g. \['A/2.jpg', 'A/3.jpg'\]"):
+            read(plan, shards)
     index["images"] = 9
     (plan / "index.json").write_text(json.dumps(index))
     plan, shards = _write_tables(tmp_path / "short", [rows[:3], rows[3:]])
     (plan / "index.json").write_text(json.dumps({**index, "shards": {"shard-000": 3, "shard-001": 3}}))
-    with pytest.raises(AggregateError, match="the shard tables hold 6 rows, the plan has 9 images"):
-        read_plan(plan, shards, csv_out=tmp_path / "stats.csv")
+    for read in (read_plan, lambda *args: aggregate.write_stats_csv(*args, tmp_path / "stats.csv")):
+        with pytest.raises(AggregateError, match="the shard tables hold 6 rows, the plan has 9 images"):
+            read(plan, shards)
     assert not list(tmp_path.glob("stats.csv*"))
 
 
-def test_summary_from_stats_csv_is_the_summary_from_the_tables(tmp_path):
-    """summarize_stats (stats.csv read back: quoted names, a newline in one,
-    an unquoted carriage return) writes what aggregate_stats writes from the
-    rows it merged."""
-    from imagestats import summary
-
-    rows = [_row(f"A/{i:02d}.jpg", mean=float(i * 7 % 50)) for i in range(12)] + NASTY
-    plan, shards = _write_tables(tmp_path / "results", [rows[::2], rows[1::2]])
-    merged = read_plan(plan, shards, csv_out=tmp_path / "stats.csv")
-    for name, stats in (("tables", merged), ("csv", tmp_path / "stats.csv")):
-        (tmp_path / name).mkdir()
-        summary.write_summary(stats, *(tmp_path / name / f for f in SUMMARY_FILES))
-    for f in SUMMARY_FILES:
-        assert (tmp_path / "tables" / f).read_bytes() == (tmp_path / "csv" / f).read_bytes(), f
-    back = summary.read_stats(tmp_path / "stats.csv")
-    assert back.classes == merged.classes and back.errors == merged.errors
-    for column in ("cls", "failed", "noted", "low", "high", "mean", "median"):
-        assert np.array_equal(getattr(back, column), getattr(merged, column), equal_nan=True), column
-
-
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_plots_name_a_missing_table(tmp_path, small_tree, jobs):
+def test_summarize_names_a_missing_table_and_writes_nothing(tmp_path, small_tree, jobs):
     """With --jobs 2 a forked process reads the tables: its error is the same."""
     plan = _measured(tmp_path, small_tree)
     lost = sorted(plan.shards)[-1]
     (tmp_path / "results" / "shards" / f"{lost}.jsonl").unlink()
-    done = _run("plot_stats.py", "results/plan", "results/shards", "--jobs", jobs,
-                "--brightness-by-class", "b.png", "--min-max", "m.png", "--outliers", "o.png",
-                cwd=tmp_path)  # fmt: skip
+    done = _summarize(tmp_path, "--jobs", jobs, cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"plot_stats: shard table results/shards/{lost}.jsonl is missing: rerun the workflow, "
+        f"summarize_stats: shard table results/shards/{lost}.jsonl is missing: rerun the workflow, "
         "which measures that shard again"
     )
-    assert not list(tmp_path.glob("*.png*"))
+    assert not list(tmp_path.glob("*.png*")) and not list(tmp_path.glob("*.csv*"))

@@ -36,7 +36,6 @@ RULE_SCRIPTS = {
     "image_stats": "image_stats.py",
     "aggregate_stats": "aggregate_stats.py",
     "summarize_stats": "summarize_stats.py",
-    "plot_stats": "plot_stats.py",
 }
 IMAGES_PER_JOB = 10  # small_tree's 40 images -> several shards, one job each
 
@@ -158,7 +157,7 @@ def test_every_rule_runs_the_python_of_the_loaded_module(lmod, small_tree, tmp_p
     shards = sorted(p.name.removesuffix(".jsonl") for p in (work / "results" / "shards").glob("*.jsonl"))
     assert len(shards) >= 2, shards
 
-    # One call per job: a shard job for each shard, then the three after them.
+    # One call per job: a shard job for each shard, then the two after them.
     by_script = {}
     for entry in calls:
         by_script.setdefault(script_of(entry), []).append(entry)
@@ -167,7 +166,6 @@ def test_every_rule_runs_the_python_of_the_loaded_module(lmod, small_tree, tmp_p
         RULE_SCRIPTS["image_stats"]: len(shards),
         RULE_SCRIPTS["aggregate_stats"]: 1,
         RULE_SCRIPTS["summarize_stats"]: 1,
-        RULE_SCRIPTS["plot_stats"]: 1,
     }, f"python3 calls per script {counts} for {len(shards)} shards\n{result.output[-3000:]}"
     measured = sorted(
         Path(arg).name.removesuffix(".jsonl")

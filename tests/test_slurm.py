@@ -217,7 +217,7 @@ def test_one_slurm_job_per_shard_and_one_round_after_them(slurm, tree, tmp_path)
     records = [r for r in sacct_records(first) if r[6].startswith("rule_")]
     comments = sorted(r[6] for r in records)
     assert comments == sorted(f"rule_image_stats_wildcards_{s}" for s in shards), comments
-    for rule in ("aggregate_stats", "summarize_stats", "plot_stats"):
+    for rule in ("aggregate_stats", "summarize_stats"):
         assert f"localrule {rule}:" in result.output
         assert (work / "logs" / f"{rule}.log").exists()
     # the local rules started after the last shard job ended, in one round

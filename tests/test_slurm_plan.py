@@ -5,7 +5,7 @@ import re
 from imagestats.plan import Plan, Shard
 from imagestats.slurm import Job, Limit, make_slurm_plan
 
-AFTER = ("aggregate_stats", "summarize_stats", "plot_stats")
+AFTER = ("aggregate_stats", "summarize_stats")
 
 
 def summary(n_shards=32, size=844, per_job=1000):
@@ -30,8 +30,8 @@ def test_eurosat_run_with_the_comet_profile():
     for line in [
         "images found       27,008",
         "shards             32 of 844-844 images (slurm_images_per_job: 1,000, slurm_mb_per_job: 8,000)",
-        "Slurm jobs due     32: 32 image_stats (one shard each); aggregate_stats, summarize_stats,"
-        " plot_stats run here after them",
+        "Slurm jobs due     32: 32 image_stats (one shard each); aggregate_stats, summarize_stats"
+        " run here after them",
         "CPUs per job       2 (--set-threads image_stats=N, or set-threads in the profile)",
         "time asked         3 min per job",
         "memory asked       500 MB per job",

@@ -3,7 +3,7 @@ with how many processes and how much memory.
 
 Two sources, both written by the workflow anyway:
   * benchmarks/<rule>.tsv of the rules with `benchmark:` (aggregate_stats,
-    summarize_stats, plot_stats): the job's seconds, written as it ends (mtime);
+    summarize_stats): the job's seconds, written as it ends (mtime);
   * logs/image_stats/<shard>.log: its last line sums up the shard, e.g.
         image_stats: 4000 images (4000 measured, 0 kept), 0 errors in 0.95 s
         (0.238 ms/image), 2 process(es), peak 45 MB; clock: start 1733097600.123

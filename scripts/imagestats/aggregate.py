@@ -50,7 +50,7 @@ class AggregateError(Exception):
 
 def add_plan_arguments(parser):
     """The PLAN_DIR TABLES_DIR arguments of the commands that read a plan's
-    tables (read_plan): aggregate_stats.py and plot_stats.py."""
+    tables: aggregate_stats.py and summarize_stats.py."""
     parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
     parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
 
@@ -254,20 +254,6 @@ class Stats:
             collector.add(batch, list(zip(*batch)))
         return collector.stats()
 
-    @classmethod
-    def from_text_rows(cls, rows, expected=BATCH):
-        """Stats of the rows of stats.csv: str cells in COLUMNS order, an
-        empty one missing. numpy parses the numbers a column at a time (a
-        float's shortest repr reads back as the same double)."""
-        collector = _Collector(expected, False)
-        rows = iter(rows)
-        while batch := list(islice(rows, BATCH)):
-            columns = list(zip(*batch))
-            for i in (_MIN, _MAX, _MEDIAN, _MEAN):
-                columns[i] = [text or "nan" for text in columns[i]]
-            collector.add(batch, columns)
-        return collector.stats()
-
     def path(self, i):
         """The path of row ``i`` (file names cannot hold the NUL joining them)."""
         block, offset = divmod(int(i), self._block)
@@ -363,22 +349,13 @@ def write_stats_csv(plan_dir, tables_dir, csv_out):
     return images, errors
 
 
-def read_plan(plan_dir, tables_dir, csv_out=None, keep_paths=False):
-    """Stats of every table of the plan in ``plan_dir``; with ``csv_out``
-    also writes stats.csv there, atomically.
-
-    Checks that no image is missing or doubled: then nothing is written.
-    """
+def read_plan(plan_dir, tables_dir, keep_paths=False):
+    """Stats of every table of the plan in ``plan_dir``; raises
+    AggregateError when an image is missing or doubled."""
     tables, expected = plan_tables(plan_dir, tables_dir)
     collector = _Collector(expected, keep_paths)
-    if csv_out is None:
-        for batch, columns in _checked_batches(merged_rows(tables), expected, None):
-            collector.add(batch, columns)
-        return collector.stats()
-    with csv_file(csv_out) as f:
-        csv_writer(f).writerow(COLUMNS)
-        for batch, columns in _checked_batches(merged_rows(tables), expected, f):
-            collector.add(batch, columns)
+    for batch, columns in _checked_batches(merged_rows(tables), expected, None):
+        collector.add(batch, columns)
     return collector.stats()
 
 

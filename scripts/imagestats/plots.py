@@ -5,7 +5,7 @@ than through pyplot: no display is needed (cluster nodes have none) and no
 global figure state survives between plots. Margins are set in inches, the
 left one from the widest class label, instead of by a layout engine:
 constrained layout measured every tick of every panel twice and took half
-of the plotting time, and plot_stats is the longest job after the shards.
+of the plotting time, and summarize_stats is the longest job after the shards.
 Every figure is 16 x 9 inches at ``dpi`` (1600 x 900 px at the default 100)
 so it reads on a laptop screen and in the report; classes run down the y
 axis so long folder names such as ``HerbaceousVegetation`` stay horizontal.

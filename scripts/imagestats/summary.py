@@ -8,22 +8,19 @@ sums in the same order, so the same floats bit for bit, without pandas'
 import (half a second) and a DataFrame of every row. The tests check the
 numbers against Python's statistics module and against pandas.
 
-The same files come from the rows plot_stats reads for the figures (or
-aggregate_stats merges for the CSV), with no second read of the tables, or
-from stats.csv (summarize_stats). The CSV files are the results; the HTML files only exist because Snakemake's HTML
-report shows images, HTML and PDF inline but offers a CSV only as a
-download.
+The files come from the rows summarize_stats reads for the figures, with
+no second read of the tables. The CSV files are the results; the HTML
+files only exist because Snakemake's HTML report shows images, HTML and
+PDF inline but offers a CSV only as a download.
 """
 
-import csv
 import html
 import math
 
 import numpy as np
 
-from .aggregate import Stats, write_csv
+from .aggregate import write_csv
 from .atomic import write_text
-from .measure import COLUMNS
 
 OVERALL = "ALL"  # class of the row that summarizes all images
 IQR_FACTOR = 1.5  # outliers lie beyond this many IQRs outside the quartiles
@@ -153,38 +150,6 @@ def summary_rows(stats, factor=IQR_FACTOR):
     return rows
 
 
-def read_stats(csv_file):
-    """Stats of stats.csv as written by aggregate_stats: text columns stay
-    text (an empty error is "", a file named NA.jpg stays "NA.jpg"), empty
-    numbers are missing."""
-    # Lines end at \n only: the CSV writer leaves a \r in a name unquoted.
-    with open(csv_file, encoding="utf-8", errors="surrogateescape", newline="\n") as f:
-        header = next(_csv_rows(f), [])
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise ValueError(f"{csv_file} lacks column(s) {missing}: rerun aggregate_stats")
-        rows = _csv_rows(f)
-        where = [header.index(c) for c in COLUMNS]
-        if where != list(range(len(COLUMNS))):
-            rows = ([row[w] for w in where] for row in rows)
-        return Stats.from_text_rows(rows)
-
-
-def _csv_rows(f):
-    """The rows of a CSV file (opened with newline="\\n", lines ending in
-    \\n or \\r\\n): a line without a quote is split at its commas (no field
-    in it is quoted), 4 times faster than csv.reader, which reads the
-    others, with the lines a quoted newline continues them on."""
-    for line in f:
-        if '"' not in line:  # the last field is a note: it never ends in \r
-            yield line.removesuffix("\n").removesuffix("\r").split(",")
-            continue
-        while line.count('"') % 2:  # inside a quoted field: the record goes on
-            more = f.readline()
-            if not more:
-                break
-            line += more
-        yield next(csv.reader([line]))
 def _cell(value):
     """A summary value as pandas wrote it: NaN and missing empty."""
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
@@ -192,10 +157,8 @@ def _cell(value):
 
 def write_summary(stats, summary_csv, errors_csv, summary_page, errors_page,
                   factor=IQR_FACTOR):  # fmt: skip
-    """summary.csv, errors.csv and their HTML views from ``stats`` (Stats,
-    or the name of stats.csv); returns (summary rows, error rows)."""
-    if not isinstance(stats, Stats):
-        stats = read_stats(stats)
+    """summary.csv, errors.csv and their HTML views from ``stats``
+    (aggregate.Stats); returns (summary rows, error rows)."""
     summary = summary_rows(stats, factor)
     errors = list(stats.errors)
     write_csv(summary_csv, SUMMARY_COLUMNS,
