@@ -284,3 +284,53 @@ def test_a_second_link_to_a_walked_folder_lists_its_images_once(tmp_path):
         "folder link 'again' leads to 'img', which is already walked: its images are "
         "listed once, under that folder"
     ]
+
+
+# ------------------------------------------------------- walking threads
+
+
+@pytest.mark.parametrize("network", [False, True])
+def test_the_walk_finds_the_same_with_threads_or_without(tmp_path, monkeypatch, network):
+    """Threads walk a network filesystem; a local one is walked in this
+    thread. Both list every image, sizes and mtimes included, and name an
+    unreadable folder."""
+    from imagestats import plan
+
+    root = tmp_path / "images"
+    for i in range(6):
+        folder = root / f"c{i}" / "deep"
+        folder.mkdir(parents=True)
+        for j in range(i + 1):
+            (folder / f"x{j}.jpg").write_bytes(b"x" * (j + 1))
+    os.symlink("../..", root / "c0" / "deep" / "up")
+    monkeypatch.setattr(plan, "on_network_filesystem", lambda path: network)
+    images = find_images(config(input_dir=str(root)))
+    got = sorted(zip(images.paths, images.sizes.tolist(), images.mtimes.tolist()))
+    want = sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*.jpg"))
+    assert got == want and len(got) == 21
+    assert len(images.warnings) == 1
+    if os.geteuid() != 0:  # root reads any folder
+        (root / "c3").chmod(0)
+        try:
+            with pytest.raises(ConfigError, match="cannot list folder .*c3"):
+                find_images(config(input_dir=str(root)))
+        finally:
+            (root / "c3").chmod(0o755)
+
+
+def test_network_filesystems_are_told_by_the_mount_table(tmp_path):
+    from imagestats.storage import _mount_point, on_network_filesystem
+
+    mount = _mount_point(tmp_path)
+    table = tmp_path / "mounts"
+    for lines, network in [
+        ([f"server:/home {mount} nfs4 rw 0 0"], True),
+        ([f"/dev/sda1 {mount} ext4 rw 0 0"], False),
+        ([f"fs@o2ib:/scratch {mount} lustre rw 0 0"], True),
+        ([f"sshfs#me@host: {mount} fuse.sshfs rw 0 0"], True),
+        ([f"server:/home {mount} nfs rw 0 0", f"overlay {mount} overlay rw 0 0"], False),  # the last one counts
+        (["/dev/sda1 /elsewhere-entirely ext4 rw 0 0"], False),
+    ]:
+        table.write_text("\n".join(lines) + "\n")
+        assert on_network_filesystem(tmp_path, mounts=table) is network, lines
+    assert on_network_filesystem(tmp_path, mounts=tmp_path / "none") is False

@@ -126,6 +126,28 @@ def _mount_point(path):
     return path
 
 
+# Filesystems whose every stat waits on the network: there a walk gains from
+# threads (see plan.WALK_THREADS). fuse.* covers sshfs, glusterfs, ...
+NETWORK_FILESYSTEMS = {"nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "ceph",
+                       "panfs", "wekafs", "afs", "orangefs", "pvfs2", "9p"}  # fmt: skip
+
+
+def on_network_filesystem(path, mounts="/proc/mounts"):
+    """Whether ``path`` lies on a network filesystem, by the mount table
+    (False where it cannot be read)."""
+    mount = _mount_point(path)
+    kind = None
+    try:
+        with open(mounts) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 2 and parts[1] == mount:
+                    kind = parts[2]  # the last mount on a point is the one seen
+    except OSError:
+        return False
+    return kind is not None and (kind in NETWORK_FILESYSTEMS or kind.startswith("fuse."))
+
+
 def _run(cmd, ok=(0,)):
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=15)
