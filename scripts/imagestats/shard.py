@@ -24,10 +24,6 @@ import os
 import pickle
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
-
 from . import journal
 from .measure import configure, measure, new_row
 from .names import escape
@@ -296,6 +292,11 @@ def _measure_with_pool(entries, todo, done, workers, worker_args):
     """Measure entries[i] for i in todo with ``workers`` processes, each
     started with ``_start_worker(*worker_args)``; ``done(i, line)`` takes
     each result (and may raise to stop the rest)."""
+    # Imported here: 13 ms of every shard's start, and most shards run one process.
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing import get_context
+
     biggest_first = sorted(todo, key=lambda i: -entries[i].size)
     average = sum(entries[i].size for i in todo) / len(todo)
     # Small images: chunks, so the hand-over costs less than the image;
