@@ -35,7 +35,6 @@ def read(plan_dir, tables_dir, summary_files):
     from imagestats.summary import summary_messages, write_summary
 
     stats = read_plan(plan_dir, tables_dir, keep_paths=True)
-
     summary, _ = write_summary(stats, *summary_files)
     return stats, summary_messages(summary, summary_files[0], summary_files[1])
 
@@ -45,7 +44,7 @@ def read_beside(*args):
     waits for its result (or raises its error as AggregateError)."""
     readable, writable = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the reader: nothing imported yet but the standard library
+    if pid == 0:  # the reader: matplotlib is not imported here
         os.close(readable)
         code = 1
         try:
