@@ -294,7 +294,7 @@ def test_the_walk_finds_the_same_with_threads_or_without(tmp_path, monkeypatch, 
     """Threads walk a network filesystem; a local one is walked in this
     thread. Both list every image, sizes and mtimes included, and name an
     unreadable folder."""
-    from imagestats import plan
+    from imagestats import storage
 
     root = tmp_path / "images"
     for i in range(6):
@@ -303,7 +303,7 @@ def test_the_walk_finds_the_same_with_threads_or_without(tmp_path, monkeypatch, 
         for j in range(i + 1):
             (folder / f"x{j}.jpg").write_bytes(b"x" * (j + 1))
     os.symlink("../..", root / "c0" / "deep" / "up")
-    monkeypatch.setattr(plan, "on_network_filesystem", lambda path: network)
+    monkeypatch.setattr(storage, "on_network_filesystem", lambda path: network)
     images = find_images(config(input_dir=str(root)))
     got = sorted(zip(images.paths, images.sizes.tolist(), images.mtimes.tolist()))
     want = sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*.jpg"))

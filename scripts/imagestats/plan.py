@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from .atomic import replaced
 from .defaults import with_defaults
 from .names import escape
-from .storage import on_network_filesystem
 
 MB = 1_000_000  # mb_per_job counts megabytes of 10^6 bytes
 
@@ -236,6 +235,8 @@ class _Done:
 
 def _from_folder(input_dir, extensions, workdir):
     from concurrent.futures import ThreadPoolExecutor
+
+    from .storage import on_network_filesystem  # here, not above: every shard process imports this module
 
     root = os.path.abspath(os.path.join(workdir, input_dir))
     if not os.path.isdir(root):
