@@ -216,8 +216,10 @@ def test_killed_shard_keeps_its_work_and_records_the_killer(sixty, tmp_path, kil
     assert kept > 0
     if cores == 1:
         assert kept == len(written) and measured == 60 - len(written)
-    else:  # at most the image each of the other processes was on is lost
-        assert len(written) - cores <= kept <= len(written)
+    else:  # at most the image each of the other processes was on is lost;
+        # one may have journaled its row but not yet written its file when
+        # killed (the rerun writes that file from the kept row)
+        assert len(written) - cores <= kept <= len(written) + cores - 1
     by_path = check_rows(work, sixty, errors={victim})
     assert DIED in by_path[victim]["error"]
     assert by_path[victim]["min"] == "" and by_path[victim]["mean"] == ""
