@@ -1,5 +1,6 @@
 """Finding images three ways, and cutting them into stable shards."""
 
+import concurrent.futures
 import os
 
 import pytest
@@ -294,7 +295,7 @@ def test_the_walk_finds_the_same_with_threads_or_without(tmp_path, monkeypatch, 
     """Threads walk a network filesystem; a local one is walked in this
     thread. Both list every image, sizes and mtimes included, and name an
     unreadable folder."""
-    from imagestats import storage
+    from imagestats import plan, storage
 
     root = tmp_path / "images"
     for i in range(6):
@@ -304,7 +305,16 @@ def test_the_walk_finds_the_same_with_threads_or_without(tmp_path, monkeypatch, 
             (folder / f"x{j}.jpg").write_bytes(b"x" * (j + 1))
     os.symlink("../..", root / "c0" / "deep" / "up")
     monkeypatch.setattr(storage, "on_network_filesystem", lambda path: network)
+    pools = []
+
+    class CountedPool(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, workers):
+            pools.append(workers)
+            super().__init__(workers)
+
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", CountedPool)
     images = find_images(config(input_dir=str(root)))
+    assert pools == ([plan.WALK_THREADS] if network else [])
     got = sorted(zip(images.paths, images.sizes.tolist(), images.mtimes.tolist()))
     want = sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*.jpg"))
     assert got == want and len(got) == 21

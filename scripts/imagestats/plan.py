@@ -205,8 +205,8 @@ WALK_THREADS = 4
 
 
 class _InThisThread:
-    """ThreadPoolExecutor's submit and result for one thread: the call runs
-    at once, without handing each folder to a thread and back."""
+    """ThreadPoolExecutor's submit for one thread: the call runs at once,
+    without handing each folder to a thread and back."""
 
     def __enter__(self):
         return self
@@ -215,22 +215,14 @@ class _InThisThread:
         return False
 
     def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        done = Future()
         try:
-            value, error = fn(*args), None
+            done.set_result(fn(*args))
         except OSError as e:
-            value, error = None, e
-        return _Done(value, error)
-
-
-@dataclass
-class _Done:
-    value: object
-    error: Exception
-
-    def result(self):
-        if self.error is not None:
-            raise self.error
-        return self.value
+            done.set_exception(e)
+        return done
 
 
 def _from_folder(input_dir, extensions, workdir):
