@@ -25,13 +25,15 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# Not matplotlib: the reader forked below must not pay for it.
+from imagestats.aggregate import AggregateError, add_plan_arguments, read_plan  # noqa: E402
+
 FIGURES = ("brightness_by_class", "min_max", "outliers")  # imagestats.plots.FIGURES
 SUMMARY_FILES = ("summary", "errors", "summary_html", "errors_html")
 
 
 def read(plan_dir, tables_dir, summary_files):
     """(Stats of the plan's tables, messages); writes the summary files."""
-    from imagestats.aggregate import read_plan
     from imagestats.summary import summary_messages, write_summary
 
     stats = read_plan(plan_dir, tables_dir, keep_paths=True)
@@ -48,8 +50,6 @@ def read_beside(*args):
         os.close(readable)
         code = 1
         try:
-            from imagestats.aggregate import AggregateError
-
             try:
                 result = read(*args)
             except (AggregateError, OSError, ValueError) as e:
@@ -65,8 +65,6 @@ def read_beside(*args):
     os.close(writable)
 
     def result():
-        from imagestats.aggregate import AggregateError
-
         with os.fdopen(readable, "rb") as pipe:
             data = pipe.read()
         _, status = os.waitpid(pid, 0)
@@ -81,8 +79,6 @@ def read_beside(*args):
 
 
 def main(argv=None):
-    from imagestats.aggregate import AggregateError, add_plan_arguments
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_plan_arguments(parser)
     for name in SUMMARY_FILES:

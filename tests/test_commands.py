@@ -135,7 +135,7 @@ def test_summarize_keeps_a_class_named_na_and_warns_about_one_named_all(tmp_path
         _row("ALL/a.jpg", min=10, max=20, mean=15.5, median=15),
         _row("Forest/bad.jpg", error="empty file"),
         _row("Forest/f.jpg", min=30, max=90, mean=60.25, median=61),
-        _row("NA/NA.jpg", min=0, max=255, mean=100.0, median=99),  # pandas read a bare NA as missing
+        _row("NA/NA.jpg", min=0, max=255, mean=100.0, median=99),  # a class named NA stays a class
     ]
     _write_tables(tmp_path / "results", [rows[:2], rows[2:]])
     done = _summarize(tmp_path, cwd=tmp_path)

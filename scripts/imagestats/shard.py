@@ -24,6 +24,7 @@ import os
 import pickle
 import resource
 import time
+
 from . import journal
 from .measure import configure, measure, new_row
 from .names import escape
