@@ -225,7 +225,9 @@ def test_killed_shard_keeps_its_work_and_records_the_killer(sixty, tmp_path, kil
     assert by_path[victim]["min"] == "" and by_path[victim]["mean"] == ""
     now = per_image_files(work, temp_ok=True)
     untouched = {f for f, st in after_kill.items() if now.get(f) == st}
-    assert len(untouched) == kept, "the kept per-image files must not be rewritten, and only they"
+    # A kept row whose file the killed pool had not written yet gets it now.
+    missing = 0 if cores == 1 else cores - 1
+    assert kept - missing <= len(untouched) <= kept, "the kept per-image files must not be rewritten, and only they"
     # Last, so that the rest is checked too: the killer's row has its
     # per-image file like every other row.
     assert (work / "results" / "images" / (victim + ".json")).exists(), f"no per-image file for {victim}"
