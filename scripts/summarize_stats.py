@@ -111,3 +111,9 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+    # Every file is written and closed: skip the interpreter's teardown of
+    # matplotlib's modules and the rows' objects, 0.1-0.3 s on the critical
+    # path of every run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
