@@ -4,8 +4,7 @@
 #        --image_stats--> results/shards/<shard>.jsonl + results/images/<path>.json
 #        --aggregate_stats--> results/stats.csv
 #        --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views),
-#                             results/plots/*.png  (from the shard tables, beside
-#                                                  aggregate_stats; snakemake --report report.html)
+#                             results/plots/*.png  (from stats.csv; snakemake --report report.html)
 #
 # One job measures a whole shard (up to images_per_job images or mb_per_job
 # MB of image files) with `threads` processes: a job costs 10-150 ms locally
@@ -151,9 +150,7 @@ rule aggregate_stats:
 
 rule summarize_stats:
     input:
-        # The shard tables, not stats.csv: this job then runs beside
-        # aggregate_stats instead of after it.
-        tables=expand("results/shards/{shard}.jsonl", shard=PLAN.shards),
+        csv="results/stats.csv",
     output:
         summary=report(
             "results/summary.csv",
@@ -202,14 +199,11 @@ rule summarize_stats:
         "logs/summarize_stats.log",
     benchmark:
         "benchmarks/summarize_stats.tsv"
-    # The longest job after the shards: it goes first when it and
-    # aggregate_stats wait for the same cores.
-    priority: 1
     conda:
         "envs/imagestats.yaml"
     envmodules:
         *config["envmodules"],
-    # Two processes: one reads the tables and writes the summary while the
+    # Two processes: one reads the CSV and writes the summary while the
     # other imports matplotlib, then both draw.
     threads: 2
     resources:
@@ -219,7 +213,7 @@ rule summarize_stats:
         dpi=100,
         max_labels=3,
     shell:
-        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/summarize_stats.py" results/plan results/shards'
+        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/summarize_stats.py" {input.csv:q}'
         " --summary {output.summary:q} --errors {output.errors:q}"
         " --summary-html {output.summary_html:q} --errors-html {output.errors_html:q}"
         " --brightness-by-class {output.brightness_by_class:q}"

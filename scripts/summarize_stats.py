@@ -1,18 +1,16 @@
 #!/usr/bin/env python3
 """Write the per-class summary, the error list and the figures (the summarize_stats rule).
 
-    summarize_stats.py PLAN_DIR TABLES_DIR --summary F --errors F --summary-html F
+    summarize_stats.py STATS_CSV --summary F --errors F --summary-html F
         --errors-html F --brightness-by-class F --min-max F --outliers F
         [--dpi 100] [--max-labels 3] [--jobs N]
 
-Reads the shard tables, not stats.csv, so that it runs beside
-aggregate_stats instead of after it: it is the longest job after the
-shards, mostly importing matplotlib and drawing. With --jobs 2 or 3 (the
-rule's threads), a forked process reads the tables and writes the summary
-while this one imports matplotlib (about half a second each at 27,000
-images), and the figures are drawn by that many processes at once (forked
-after the tables are read, so nothing is read or imported twice); the
-files are the same as with one. A thin command-line shell around
+Reads stats.csv: it is the longest job after the shards, mostly importing
+matplotlib and drawing. With --jobs 2 or 3 (the rule's threads), a forked
+process reads the CSV and writes the summary while this one imports
+matplotlib (0.15 s and half a second at 27,000 images), and the figures
+are drawn by that many processes at once (forked after the CSV is read, so
+nothing is read or imported twice); the files are the same as with one. A thin command-line shell around
 imagestats.summary and imagestats.plots, run by `shell:` (no Snakemake
 import per job). Messages go to stderr.
 """
@@ -26,17 +24,17 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Not matplotlib: the reader forked below must not pay for it.
-from imagestats.aggregate import AggregateError, add_plan_arguments, read_plan  # noqa: E402
+from imagestats.aggregate import AggregateError, read_stats_csv  # noqa: E402
 
 FIGURES = ("brightness_by_class", "min_max", "outliers")  # imagestats.plots.FIGURES
 SUMMARY_FILES = ("summary", "errors", "summary_html", "errors_html")
 
 
-def read(plan_dir, tables_dir, summary_files):
-    """(Stats of the plan's tables, messages); writes the summary files."""
+def read(stats_csv, summary_files):
+    """(Stats of stats.csv, messages); writes the summary files."""
     from imagestats.summary import summary_messages, write_summary
 
-    stats = read_plan(plan_dir, tables_dir, keep_paths=True)
+    stats = read_stats_csv(stats_csv, keep_paths=True)
     summary, _ = write_summary(stats, *summary_files)
     return stats, summary_messages(summary, summary_files[0], summary_files[1])
 
@@ -69,7 +67,7 @@ def read_beside(*args):
             data = pipe.read()
         _, status = os.waitpid(pid, 0)
         if status or not data:
-            raise AggregateError("the process reading the shard tables failed (see above)")
+            raise AggregateError(f"the process reading {args[0]} failed (see above)")
         value = pickle.loads(data)
         if isinstance(value, Exception):
             raise value
@@ -80,7 +78,7 @@ def read_beside(*args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_plan_arguments(parser)
+    parser.add_argument("stats_csv", help="stats.csv, as aggregate_stats wrote it")
     for name in SUMMARY_FILES:
         parser.add_argument(f"--{name.replace('_', '-')}", required=True, help="summary file to write")
     for name in FIGURES:
@@ -90,7 +88,7 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1,
                         help=f"processes at once (1 to {len(FIGURES)}; the rule's threads)")  # fmt: skip
     args = parser.parse_args(argv)
-    what = (args.plan_dir, args.tables_dir, [getattr(args, name) for name in SUMMARY_FILES])
+    what = (args.stats_csv, [getattr(args, name) for name in SUMMARY_FILES])
     pending = read_beside(*what) if args.jobs > 1 and hasattr(os, "fork") else None
 
     from imagestats.plots import FigureFailed, draw_all

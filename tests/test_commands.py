@@ -6,12 +6,13 @@ import random
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import SCRIPTS, as_numbers, check_png, read_stats, reference
 from imagestats import aggregate, plots
-from imagestats.aggregate import AggregateError, read_plan
+from imagestats.aggregate import AggregateError, Stats, read_stats_csv
 from imagestats.measure import COLUMNS, INT_COLUMNS
 from imagestats.plan import make_plan, write_plan
 from imagestats.shard import run_shard
@@ -32,6 +33,14 @@ def _measured(tmp_path, tree):
                 tmp_path / "results" / "shards" / f"{name}.jsonl",
                 tmp_path / "results" / "images", "record", 89478485, log,
             )  # fmt: skip
+    return plan
+
+
+def _aggregated(tmp_path, tree):
+    """A plan, its shard tables and results/stats.csv for ``tree``."""
+    plan = _measured(tmp_path, tree)
+    aggregate.write_stats_csv(tmp_path / "results" / "plan", tmp_path / "results" / "shards",
+                              tmp_path / "results" / "stats.csv")  # fmt: skip
     return plan
 
 
@@ -62,20 +71,20 @@ FIGURE_FILES = ("b.png", "m.png", "o.png")
 
 
 def _summarize(folder, *extra, cwd):
-    """summarize_stats.py on the plan and tables under ``cwd``, writing
+    """summarize_stats.py on results/stats.csv under ``cwd``, writing
     every summary file and figure into ``folder``."""
     names = ("--summary", "--errors", "--summary-html", "--errors-html",
              "--brightness-by-class", "--min-max", "--outliers")  # fmt: skip
     files = [folder / name for name in SUMMARY_FILES + FIGURE_FILES]
     args = [arg for option, file in zip(names, files) for arg in (option, file)]
-    return _run("summarize_stats.py", "results/plan", "results/shards", *args, *extra, cwd=cwd)
+    return _run("summarize_stats.py", "results/stats.csv", *args, *extra, cwd=cwd)
 
 
 def test_summary_and_figures_are_the_same_bytes_with_one_or_more_processes(tmp_path, small_tree):
-    """With --jobs 2 or 3 a forked process reads the tables and writes the
+    """With --jobs 2 or 3 a forked process reads stats.csv and writes the
     summary while the figures' library loads, and the figures are drawn
     side by side: every file is byte for byte what one process writes."""
-    _measured(tmp_path, small_tree)
+    _aggregated(tmp_path, small_tree)
     for jobs in (1, 2, 3):
         out = tmp_path / f"jobs{jobs}"
         out.mkdir()
@@ -89,7 +98,6 @@ def test_summary_and_figures_are_the_same_bytes_with_one_or_more_processes(tmp_p
         assert (tmp_path / "jobs3" / name).read_bytes() == serial, name
     for name in FIGURE_FILES:
         check_png(tmp_path / "jobs1" / name)
-    assert not (tmp_path / "results" / "stats.csv").exists()  # no CSV was needed
     assert not list(tmp_path.rglob("*.tmp*"))  # no temporary file left behind
     with open(tmp_path / "jobs1" / "summary.csv", newline="") as f:
         summary = list(csv.DictReader(f))
@@ -98,8 +106,8 @@ def test_summary_and_figures_are_the_same_bytes_with_one_or_more_processes(tmp_p
 
 
 def test_summarize_needs_every_output_named(tmp_path, small_tree):
-    _measured(tmp_path, small_tree)
-    done = _run("summarize_stats.py", "results/plan", "results/shards", "--summary", "s.csv", cwd=tmp_path)
+    _aggregated(tmp_path, small_tree)
+    done = _run("summarize_stats.py", "results/stats.csv", "--summary", "s.csv", cwd=tmp_path)
     assert done.returncode == 2 and "the following arguments are required: --errors" in done.stderr
     assert not (tmp_path / "s.csv").exists()
 
@@ -137,7 +145,8 @@ def test_summarize_keeps_a_class_named_na_and_warns_about_one_named_all(tmp_path
         _row("Forest/f.jpg", min=30, max=90, mean=60.25, median=61),
         _row("NA/NA.jpg", min=0, max=255, mean=100.0, median=99),  # a class named NA stays a class
     ]
-    _write_tables(tmp_path / "results", [rows[:2], rows[2:]])
+    plan, shards = _write_tables(tmp_path / "results", [rows[:2], rows[2:]])
+    aggregate.write_stats_csv(plan, shards, tmp_path / "results" / "stats.csv")
     done = _summarize(tmp_path, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "a class folder is named 'ALL'" in done.stderr
@@ -252,11 +261,18 @@ def test_stats_csv_is_byte_for_byte_what_pandas_wrote(tmp_path, monkeypatch, ord
     _pandas_csv(rows, tmp_path / "pandas.csv")
     aggregate.write_stats_csv(plan, shards, tmp_path / "stats.csv")
     assert (tmp_path / "stats.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
-    stats = read_plan(plan, shards, keep_paths=True)
-    paths = sorted(r["path"] for r in rows)
-    assert [stats.path(i) for i in range(len(stats))] == paths
+
+    # What summarize_stats reads back from it: the rows' own numbers and
+    # names, a bare carriage return in a file name included.
+    stats = read_stats_csv(tmp_path / "stats.csv", keep_paths=True)
+    ordered = sorted(rows, key=lambda r: r["path"])
+    assert [stats.path(i) for i in range(len(stats))] == [r["path"] for r in ordered]
     assert [e[0] for e in stats.errors] == ["Forest/empty.jpg", "River/cut.jpg"]
     assert stats.classes == sorted({r["class"] for r in rows})
+    expected = Stats.from_rows(ordered, keep_paths=True)
+    for column in ("cls", "failed", "noted", "low", "high", "mean", "median"):
+        np.testing.assert_array_equal(getattr(stats, column), getattr(expected, column), strict=True)  # NaN == NaN
+    assert stats.errors == expected.errors
 
     # The tables without the two file keys: the same CSV.
     plan, shards = _write_tables(tmp_path / "without", tables, extra_keys=False)
@@ -270,29 +286,28 @@ def test_an_image_in_two_tables_or_a_missing_row_writes_nothing(tmp_path):
     index = json.loads((plan / "index.json").read_text())
     index["images"] = 6
     (plan / "index.json").write_text(json.dumps(index))
-    for read in (read_plan, lambda *args: aggregate.write_stats_csv(*args, tmp_path / "stats.csv")):
-        with pytest.raises(AggregateError, match=r"2 image\(s\) appear in two shards, e.g. \['A/2.jpg', 'A/3.jpg'\]"):
-            read(plan, shards)
+    with pytest.raises(AggregateError, match=r"2 image\(s\) appear in two shards, e.g. \['A/2.jpg', 'A/3.jpg'\]"):
+        aggregate.write_stats_csv(plan, shards, tmp_path / "stats.csv")
     index["images"] = 9
     (plan / "index.json").write_text(json.dumps(index))
     plan, shards = _write_tables(tmp_path / "short", [rows[:3], rows[3:]])
     (plan / "index.json").write_text(json.dumps({**index, "shards": {"shard-000": 3, "shard-001": 3}}))
-    for read in (read_plan, lambda *args: aggregate.write_stats_csv(*args, tmp_path / "stats.csv")):
-        with pytest.raises(AggregateError, match="the shard tables hold 6 rows, the plan has 9 images"):
-            read(plan, shards)
+    with pytest.raises(AggregateError, match="the shard tables hold 6 rows, the plan has 9 images"):
+        aggregate.write_stats_csv(plan, shards, tmp_path / "stats.csv")
     assert not list(tmp_path.glob("stats.csv*"))
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_summarize_names_a_missing_table_and_writes_nothing(tmp_path, small_tree, jobs):
-    """With --jobs 2 a forked process reads the tables: its error is the same."""
-    plan = _measured(tmp_path, small_tree)
-    lost = sorted(plan.shards)[-1]
-    (tmp_path / "results" / "shards" / f"{lost}.jsonl").unlink()
+def test_summarize_names_a_damaged_stats_csv_and_writes_nothing(tmp_path, small_tree, jobs):
+    """With --jobs 2 a forked process reads the CSV: its error is the same."""
+    _aggregated(tmp_path, small_tree)
+    csv_file = tmp_path / "results" / "stats.csv"
+    text = csv_file.read_text()
+    csv_file.write_text(text[: text.index("\n", len(text) // 2)] + "\nForest/cut.jpg,Forest,64\n")
     done = _summarize(tmp_path, "--jobs", jobs, cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        f"summarize_stats: shard table results/shards/{lost}.jsonl is missing: rerun the workflow, "
-        "which measures that shard again"
+        "summarize_stats: results/stats.csv is damaged: delete it and rerun the workflow, "
+        "which writes it again (a row has not 11 cells)"
     )
     assert not list(tmp_path.glob("*.png*")) and not list(tmp_path.glob("*.csv*"))

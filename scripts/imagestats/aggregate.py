@@ -6,9 +6,9 @@ commands run on the Slurm submit host. Instead every shard table is read
 once (one JSON parse per table), its rows are sorted by path (a table
 written in path order costs one pass) and kept pickled, ~60 bytes a row;
 then the tables are merged by path (heapq.merge) and streamed out in
-batches: to the CSV (write_stats_csv, pure Python), and into ``Stats``, the
-few columns the summary and the figures use, as numpy arrays (read_plan;
-numpy is imported only there: the CSV alone does not pay for it).
+batches to the CSV (write_stats_csv, pure Python: no numpy). The summary
+and the figures read that CSV back into ``Stats``, the few columns they
+use, as numpy arrays (read_stats_csv), a batch at a time.
 
 The CSV is byte for byte what ``DataFrame.to_csv`` wrote before (and what
 the benchmark's baseline writes): Python's csv writer with pandas'
@@ -349,20 +349,79 @@ def write_stats_csv(plan_dir, tables_dir, csv_out):
     return images, errors
 
 
-def read_plan(plan_dir, tables_dir, keep_paths=False):
-    """Stats of every table of the plan in ``plan_dir``; raises
-    AggregateError when an image is missing or doubled."""
-    tables, expected = plan_tables(plan_dir, tables_dir)
-    collector = _Collector(expected, keep_paths)
-    for batch, columns in _checked_batches(merged_rows(tables), expected, None):
-        collector.add(batch, columns)
+def read_stats_csv(csv_in, keep_paths=False):
+    """Stats of a stats.csv as write_stats_csv wrote it, a batch at a time:
+    the same Stats as the tables it came from (a float's shortest repr
+    reads back as that float; an empty number is a missing value)."""
+    damaged = f"{csv_in} is damaged: delete it and rerun the workflow, which writes it again"
+    with open(csv_in, encoding="utf-8", errors="surrogateescape", newline=os.linesep) as f:
+        rows = _csv_rows(f)
+        try:
+            if next(rows, None) != list(COLUMNS):
+                raise AggregateError(f"{damaged} (its header is not {','.join(COLUMNS)})")
+            collector = _Collector(BATCH, keep_paths)
+            while batch := list(islice(rows, BATCH)):
+                if set(map(len, batch)) != {len(COLUMNS)}:
+                    raise AggregateError(f"{damaged} (a row has not {len(COLUMNS)} cells)")
+                columns = list(zip(*batch))
+                for i in _INTS + (_MEAN,):  # numbers as text (numpy parses them exactly)
+                    if "" in columns[i]:  # the numbers of an error row
+                        columns[i] = [None if cell == "" else cell for cell in columns[i]]
+                collector.add(batch, columns)
+        except ValueError as e:  # a number that is not one, a quote left open
+            raise AggregateError(f"{damaged} ({e})") from None
     return collector.stats()
 
 
+def _csv_rows(lines):
+    """The rows (lists of str) of CSV text that csv_writer wrote, from its
+    lines (split at os.linesep only). Not csv.reader: it ends a row at a
+    bare carriage return, which the writer leaves unquoted in a file name,
+    as pandas did. A line without a quote is its cells split at commas; a
+    quoted row (it may span lines) is parsed by _quoted_cells."""
+    pending = ""
+    for line in lines:
+        if pending or '"' in line:
+            pending += line
+            if pending.count('"') % 2:  # inside a quoted cell: the row goes on
+                continue
+            line, pending = pending, ""
+            yield _quoted_cells(line.removesuffix(os.linesep))
+        else:
+            yield line.removesuffix(os.linesep).split(",")
+    if pending:
+        raise ValueError("the last row ends inside a quoted cell")
+
+
+def _quoted_cells(text):
+    """The cells of one CSV row holding quoted cells (QUOTE_MINIMAL, quotes doubled)."""
+    cells, i, end = [], 0, len(text)
+    while True:
+        if text.startswith('"', i):
+            parts, i = [], i + 1
+            while True:
+                close = text.index('"', i)
+                parts.append(text[i:close])
+                if not text.startswith('"', close + 1):
+                    break
+                parts.append('"')
+                i = close + 2
+            cells.append("".join(parts))
+            i = close + 1
+        else:
+            comma = text.find(",", i)
+            comma = end if comma < 0 else comma
+            cells.append(text[i:comma])
+            i = comma
+        if i >= end:
+            return cells
+        i += 1  # the comma
+
+
 def _checked_batches(rows, expected, csv_out):
-    """(batch, its columns) of the merged rows, written to ``csv_out`` if
-    given; raises AggregateError after the last when an image is doubled or
-    the count is not the plan's."""
+    """(batch, its columns) of the merged rows, each written to ``csv_out``;
+    raises AggregateError after the last when an image is doubled or the
+    count is not the plan's."""
     doubled, last, count = [], None, 0
     while batch := list(islice(rows, BATCH)):
         columns = list(zip(*batch))
@@ -371,9 +430,8 @@ def _checked_batches(rows, expected, csv_out):
         if paths[0] == last or not all(map(ne, paths, islice(paths, 1, None))):
             doubled += [b for a, b in zip((last, *paths), paths) if a == b]
         last = paths[-1]
-        if csv_out is not None:
-            typed = _typed(batch, columns)
-            csv_out.write(_csv_text(typed, columns if typed is batch else list(zip(*typed))))
+        typed = _typed(batch, columns)
+        csv_out.write(_csv_text(typed, columns if typed is batch else list(zip(*typed))))
         count += len(batch)
         yield batch, columns
     if doubled:
