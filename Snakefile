@@ -99,7 +99,10 @@ rule image_stats:
     input:
         PLAN.list_file,
     output:
-        "results/shards/{shard}.jsonl",
+        table="results/shards/{shard}.jsonl",
+        # The rows as stats.csv lines in path order: aggregate_stats only
+        # merges them.
+        csv="results/shards/{shard}.csv",
     log:
         "logs/image_stats/{shard}.log",
     # No benchmark: its monitor scans every process on the machine for each
@@ -119,17 +122,17 @@ rule image_stats:
         max_image_pixels=config["max_image_pixels"],
         images_dir="results/images" if config["per_image_files"] else "none",
     shell:
-        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/image_stats.py" {input:q} {output:q}'
-        ' --root "$IMAGESTATS_ROOT" --on-error "$IMAGESTATS_ON_ERROR" --workers {threads}'
+        '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/image_stats.py" {input:q} {output.table:q}'
+        ' --csv {output.csv:q} --root "$IMAGESTATS_ROOT" --on-error "$IMAGESTATS_ON_ERROR" --workers {threads}'
         " --images-dir {params.images_dir} --max-image-pixels {params.max_image_pixels}"
         " 2> {log:q}"
 
 
 rule aggregate_stats:
     input:
-        # The command reads the table names from the plan index: with
+        # The command reads the shard names from the plan index: with
         # images_per_job 1 they would not fit on one command line.
-        tables=expand("results/shards/{shard}.jsonl", shard=PLAN.shards),
+        shards=expand("results/shards/{shard}.csv", shard=PLAN.shards),
     output:
         csv="results/stats.csv",
     log:

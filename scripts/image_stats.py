@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure the images of one shard list (the workflow's image_stats rule).
 
-    image_stats.py SHARD_LIST TABLE --root DIR [--images-dir DIR] [--workers N]
+    image_stats.py SHARD_LIST TABLE --root DIR [--csv FILE] [--images-dir DIR] [--workers N]
                    [--on-error record|fail] [--max-image-pixels N] [--journal-dir DIR]
 
 A thin command-line shell around imagestats.shard.run_shard. The rule runs
@@ -28,6 +28,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("shard_list", help="shard list written by the plan (JSON lines)")
     parser.add_argument("table", help="shard table to write (JSON lines)")
+    parser.add_argument("--csv", help="the rows as stats.csv lines, for aggregate_stats (default: none)")
     parser.add_argument("--root", help="folder the list's paths are relative to (default: from the plan index)")
     parser.add_argument("--images-dir", help="folder for per-image stats files ('none' or unset: none)")
     parser.add_argument("--workers", type=int, default=1, help="measuring processes")
@@ -40,7 +41,7 @@ def main(argv=None):
             args.shard_list, args.table, None if args.images_dir in (None, "none") else args.images_dir,
             args.on_error,
             args.max_image_pixels, sys.stderr, root=args.root,
-            workers=max(1, args.workers), journal_dir=args.journal_dir, started=STARTED,
+            workers=max(1, args.workers), journal_dir=args.journal_dir, started=STARTED, csv_file=args.csv,
         )  # fmt: skip
     except SHARD_ERRORS as e:
         # The log's last line; the main Snakemake process prints it on the

@@ -32,6 +32,7 @@ def _measured(tmp_path, tree):
                 tmp_path / "results" / "plan" / index.get("lists", {}).get(name, f"{name}.jsonl"),
                 tmp_path / "results" / "shards" / f"{name}.jsonl",
                 tmp_path / "results" / "images", "record", 89478485, log,
+                csv_file=tmp_path / "results" / "shards" / f"{name}.csv",
             )  # fmt: skip
     return plan
 
@@ -127,14 +128,21 @@ def test_aggregate_writes_the_csv_alone_without_numpy(tmp_path, small_tree):
     assert (tmp_path / "x.csv").read_bytes().startswith(b"path,class,width,height,mode,")
 
 
-def test_aggregate_names_a_missing_table_and_writes_nothing(tmp_path, small_tree):
+@pytest.mark.parametrize("fault", ["missing", "out of order"])
+def test_aggregate_names_a_missing_or_damaged_shard_file_and_writes_nothing(tmp_path, small_tree, fault):
     plan = _measured(tmp_path, small_tree)
-    lost = sorted(plan.shards)[0]
-    (tmp_path / "results" / "shards" / f"{lost}.jsonl").unlink()
+    shard = tmp_path / "results" / "shards" / f"{sorted(plan.shards)[-1]}.csv"
+    if fault == "missing":
+        shard.unlink()
+        expected = "is missing: rerun the workflow, which writes that shard's files again"
+    else:
+        header, *rows = shard.read_text().splitlines(keepends=True)
+        shard.write_text("".join([header, *reversed(rows)]))
+        expected = "is damaged: delete it and rerun the workflow (a row out of order or without 11 cells)"
     done = _run("aggregate_stats.py", "results/plan", "results/shards", "--csv",
                 "results/stats.csv", cwd=tmp_path)  # fmt: skip
-    assert done.returncode != 0
-    assert f"aggregate_stats: shard table results/shards/{lost}.jsonl is missing: rerun" in done.stderr
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"aggregate_stats: shard file results/shards/{shard.name} {expected}"
     assert not (tmp_path / "results" / "stats.csv").exists()
 
 
@@ -227,8 +235,8 @@ def _pandas_csv(rows, out):
 
 
 def _write_tables(folder, tables, extra_keys=True):
-    """A plan index and shard tables holding ``tables`` (lists of rows, each
-    table in the order given)."""
+    """A plan index, shard tables holding ``tables`` (lists of rows, each
+    table in the order given) and their CSV lines, as a shard writes them."""
     (folder / "plan").mkdir(parents=True, exist_ok=True)
     (folder / "shards").mkdir(exist_ok=True)
     names = [f"shard-{i:03b}" for i in range(len(tables))]
@@ -237,8 +245,11 @@ def _write_tables(folder, tables, extra_keys=True):
     for name, rows in zip(names, tables):
         if not extra_keys:
             rows = [{k: v for k, v in row.items() if k in COLUMNS} for row in rows]
-        text = "".join(encode_row(row) + "\n" for row in rows)
+        lines = [encode_row(row) for row in rows]
+        text = "".join(line + "\n" for line in lines)
         (folder / "shards" / f"{name}.jsonl").write_bytes(text.encode("utf-8", "surrogateescape"))
+        csv_text = aggregate.shard_csv_text(lines)
+        (folder / "shards" / f"{name}.csv").write_bytes(csv_text.encode("utf-8", "surrogateescape"))
     return folder / "plan", folder / "shards"
 
 
@@ -248,7 +259,6 @@ def test_stats_csv_is_byte_for_byte_what_pandas_wrote(tmp_path, monkeypatch, ord
     any order is sorted), in batches and blocks small enough to cross
     every boundary; the size and mtime_ns keys of a row are dropped."""
     monkeypatch.setattr(aggregate, "BATCH", 5)
-    monkeypatch.setattr(aggregate, "MERGE_ROWS", 1)
     rng = random.Random(order)
     rows = NASTY + [_row(f"Gen{rng.randrange(4)}/{rng.random()}.jpg", mean=rng.uniform(0, 255))
                     for _ in range(200)]  # fmt: skip

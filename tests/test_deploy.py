@@ -283,7 +283,7 @@ def test_another_interpreter_path_reruns_nothing(checkout, tree, tmp_path):
 def test_what_decides_the_numbers_remeasures_every_image(checkout, tree, tmp_path, change):
     run = tmp_path / "run"
     measure(checkout, run, tree)
-    tables = mtimes(run / "results" / "shards")
+    tables = mtimes(run / "results" / "shards", "*.jsonl")
     csv = (run / "results" / "stats.csv").read_bytes()
     config = ()
     if change == "measuring code":
@@ -296,7 +296,7 @@ def test_what_decides_the_numbers_remeasures_every_image(checkout, tree, tmp_pat
         config = (f"max_image_pixels={defaults.defaults()['max_image_pixels'] + 1}",)
     result = measure(checkout, run, tree, *config)
     assert jobs_planned(result.output, "image_stats") == len(tables)
-    after = mtimes(run / "results" / "shards")
+    after = mtimes(run / "results" / "shards", "*.jsonl")
     assert after.keys() == tables.keys() and all(after[n] != tables[n] for n in tables)
     counts = shard_log_counts(run)
     assert sorted(f"{n}.jsonl" for n in counts) == sorted(tables)
@@ -411,12 +411,12 @@ def test_estimate_arithmetic():
         # One file per image, taking whole blocks (a row of BYTES_PER_ROW bytes).
         assert files - files_no == images
         assert size_ - size_no == images * math.ceil(storage.BYTES_PER_ROW / block) * block
-        # Each shard adds its files, a block each; the rows are in the tables and the CSV.
+        # Each shard adds its files, a block each; the rows are in the tables, their CSV lines and stats.csv.
         more_files, more_size = storage.estimate("/", images, shards + 1, False, block=block)
         assert more_files - files_no == storage.FILES_PER_SHARD
         assert more_size - size_no == storage.FILES_PER_SHARD * block
         assert files_no == shards * storage.FILES_PER_SHARD + storage.FINAL_FILES
-        assert size_no == (images * storage.BYTES_PER_ROW * 2 + shards * storage.FILES_PER_SHARD * block
+        assert size_no == (images * storage.BYTES_PER_ROW * 3 + shards * storage.FILES_PER_SHARD * block
                            + storage.FINAL_BYTES)  # fmt: skip
         assert storage.estimate("/", 0, 0, True, block=block) == (storage.FINAL_FILES, storage.FINAL_BYTES)
         # each folder under results/images/ is one more file and block

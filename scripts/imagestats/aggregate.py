@@ -2,13 +2,14 @@
 
 No pandas, and never the whole table as Python objects: at a million
 images a DataFrame of all rows took over a gigabyte and 11 s, and these
-commands run on the Slurm submit host. Instead every shard table is read
-once (one JSON parse per table), its rows are sorted by path (a table
-written in path order costs one pass) and kept pickled, ~60 bytes a row;
-then the tables are merged by path (heapq.merge) and streamed out in
-batches to the CSV (write_stats_csv, pure Python: no numpy). The summary
-and the figures read that CSV back into ``Stats``, the few columns they
-use, as numpy arrays (read_stats_csv), a batch at a time.
+commands run on the Slurm submit host. Each shard job writes, beside its
+table, its rows as stats.csv lines in path order (shard_csv_text: the
+JSON parse and the formatting happen in the shard jobs, side by side);
+write_stats_csv then only merges those lines by path (heapq.merge over
+the text of each, ~the size of stats.csv in memory) and checks that no
+image is missing or doubled. The summary and the figures read stats.csv
+back into ``Stats``, the few columns they use, as numpy arrays
+(read_stats_csv), a batch at a time.
 
 The CSV is byte for byte what ``DataFrame.to_csv`` wrote before (and what
 the benchmark's baseline writes): Python's csv writer with pandas'
@@ -20,16 +21,15 @@ import csv
 import heapq
 import io
 import os
-import pickle
-from collections import deque
+import re
 from contextlib import contextmanager
 from itertools import islice
-from operator import itemgetter, ne
+from operator import itemgetter, methodcaller, ne
 
 from .atomic import replaced
 from .measure import COLUMNS, INT_COLUMNS
 from .plan import read_plan_index
-from .table import read_table
+from .table import parse_lines
 
 _PATH, _CLASS, _ERROR, _NOTE = (COLUMNS.index(c) for c in ("path", "class", "error", "note"))
 _MIN, _MAX, _MEAN, _MEDIAN = (COLUMNS.index(c) for c in ("min", "max", "mean", "median"))
@@ -39,9 +39,12 @@ _row_tuple = itemgetter(*COLUMNS)  # extra keys (size, mtime_ns) are dropped
 _path_of = itemgetter(_PATH)
 _NONE = type(None)
 
-BATCH = 8192  # merged rows written and converted at a time
-# Rows unpickled at once, over all tables: the merge holds a block of each.
-MERGE_ROWS = 65536
+BATCH = 8192  # rows converted and written at a time
+HEADER = ",".join(COLUMNS) + os.linesep  # as csv.writer writes it: no cell needs quotes
+# A line of a CSV file that csv_writer wrote: up to and with the last
+# character of os.linesep (the lines a file object gives with newline=os.linesep).
+_LINE = re.compile(f"[^{re.escape(os.linesep[-1])}]*(?:{re.escape(os.linesep[-1])}|$)")
+_group = methodcaller("group")
 
 
 class AggregateError(Exception):
@@ -49,10 +52,9 @@ class AggregateError(Exception):
 
 
 def add_plan_arguments(parser):
-    """The PLAN_DIR TABLES_DIR arguments of the commands that read a plan's
-    tables: aggregate_stats.py and summarize_stats.py."""
-    parser.add_argument("plan_dir", help="plan folder (results/plan): which tables, how many images")
-    parser.add_argument("tables_dir", help="folder of the shard tables (results/shards)")
+    """The PLAN_DIR TABLES_DIR arguments of aggregate_stats.py."""
+    parser.add_argument("plan_dir", help="plan folder (results/plan): which shards, how many images")
+    parser.add_argument("tables_dir", help="folder of the shard tables and their CSV lines (results/shards)")
 
 
 # ------------------------------------------------------------------ CSV
@@ -148,57 +150,105 @@ def _typed_row(row):
     return row
 
 
-# ------------------------------------------------------------- reading
+# ------------------------------------------------------- the shards' CSV
 
 
-def _sorted_blocks(file, block_rows):
-    """One table's rows as tuples in COLUMNS order, sorted by path, in
-    pickled blocks of ``block_rows`` rows."""
-    dicts = read_table(file)
+def shard_csv_text(lines):
+    """The header and the stats.csv lines of a shard's rows, in path order,
+    from its table lines (JSON; a shard job writes this beside its table)."""
+    dicts = parse_lines(lines)
     try:
         rows = list(map(_row_tuple, dicts))
     except KeyError:  # a row without some column: empty in the CSV, as before
         rows = [tuple(map(row.get, COLUMNS)) for row in dicts]
     del dicts
     rows.sort(key=_path_of)  # stable; a table already in path order costs one pass
-    return deque(
-        pickle.dumps(rows[i : i + block_rows], pickle.HIGHEST_PROTOCOL)
-        for i in range(0, len(rows), block_rows)
-    )
+    parts = [HEADER]
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start : start + BATCH]
+        columns = list(zip(*batch))
+        typed = _typed(batch, columns)
+        parts.append(_csv_text(typed, columns if typed is batch else list(zip(*typed))))
+    return "".join(parts)
 
 
-def _unpickled(blocks):
-    while blocks:
-        yield from pickle.loads(blocks.popleft())  # each block freed once read
+def _records(lines):
+    """(text, cells) of each row of CSV text that csv_writer wrote, from its
+    lines (split at os.linesep only; the text keeps its line ending). Not
+    csv.reader: it ends a row at a bare carriage return, which the writer
+    leaves unquoted in a file name, as pandas did. A line without a quote
+    is its cells split at commas; a quoted row (it may span lines) is
+    parsed by _quoted_cells."""
+    pending = ""
+    for line in lines:
+        if pending or '"' in line:
+            pending += line
+            if pending.count('"') % 2:  # inside a quoted cell: the row goes on
+                continue
+            line, pending = pending, ""
+            yield line, _quoted_cells(line.removesuffix(os.linesep))
+        elif line:
+            yield line, line.removesuffix(os.linesep).split(",")
+    if pending:
+        raise ValueError("the last row ends inside a quoted cell")
 
 
-def merged_rows(table_files):
-    """Rows (tuples in COLUMNS order) of all tables, merged by path."""
-    runs = []
-    block_rows = max(64, min(4096, MERGE_ROWS // max(1, len(table_files))))
-    for file in table_files:
-        try:
-            runs.append(_sorted_blocks(file, block_rows))
-        except FileNotFoundError:
-            raise AggregateError(
-                f"shard table {file} is missing: rerun the workflow, which measures "
-                "that shard again"
-            ) from None
-        except ValueError as e:  # json.JSONDecodeError, a row that is not an object
-            raise AggregateError(
-                f"shard table {file} is damaged ({e}): delete it and rerun the workflow"
-            ) from None
-    if len(runs) == 1:
-        return _unpickled(runs[0])
-    return heapq.merge(*map(_unpickled, runs), key=_path_of)
+def _quoted_cells(text):
+    """The cells of one CSV row holding quoted cells (QUOTE_MINIMAL, quotes doubled)."""
+    cells, i, end = [], 0, len(text)
+    while True:
+        if text.startswith('"', i):
+            parts, i = [], i + 1
+            while True:
+                close = text.index('"', i)
+                parts.append(text[i:close])
+                if not text.startswith('"', close + 1):
+                    break
+                parts.append('"')
+                i = close + 2
+            cells.append("".join(parts))
+            i = close + 1
+        else:
+            comma = text.find(",", i)
+            comma = end if comma < 0 else comma
+            cells.append(text[i:comma])
+            i = comma
+        if i >= end:
+            return cells
+        i += 1  # the comma
 
 
-def plan_tables(plan_dir, tables_dir):
-    """(table files, number of images) of the plan in ``plan_dir``.
+def _shard_rows(file):
+    """(path, has an error, CSV text) of each row of a shard's CSV file, in
+    path order; raises AggregateError when the file is missing or damaged."""
+    try:
+        with open(file, encoding="utf-8", errors="surrogateescape", newline=os.linesep) as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise AggregateError(
+            f"shard file {file} is missing: rerun the workflow, which writes that shard's files again"
+        ) from None
+    damaged = f"shard file {file} is damaged: delete it and rerun the workflow"
+    if not text.startswith(HEADER):
+        raise AggregateError(f"{damaged} (it does not start with the header {HEADER.strip()})")
+    last = ""
+    try:
+        for line, cells in _records(map(_group, _LINE.finditer(text, len(HEADER)))):
+            path = cells[_PATH]
+            if len(cells) != len(COLUMNS) or path < last:
+                raise AggregateError(f"{damaged} (a row out of order or without {len(COLUMNS)} cells)")
+            last = path
+            yield path, cells[_ERROR] != "", line
+    except ValueError as e:  # a quote left open
+        raise AggregateError(f"{damaged} ({e})") from None
 
-    Commands that read every table take the plan folder rather than the
-    tables themselves: with images_per_job 1 a run has one table per image,
-    too many names for one command line.
+
+def shard_csv_files(plan_dir, tables_dir):
+    """(the shards' CSV files, number of images) of the plan in ``plan_dir``.
+
+    aggregate_stats takes the plan folder rather than the files themselves:
+    with images_per_job 1 a run has a shard per image, too many names for
+    one command line.
     """
     try:
         index = read_plan_index(plan_dir)
@@ -206,8 +256,8 @@ def plan_tables(plan_dir, tables_dir):
         raise AggregateError(
             f"the plan index in {plan_dir} is missing: rerun the workflow, which plans again"
         ) from None
-    tables = [os.path.join(tables_dir, f"{name}.jsonl") for name in index["shards"]]
-    return tables, index["images"]
+    files = [os.path.join(tables_dir, f"{name}.csv") for name in index["shards"]]
+    return files, index["images"]
 
 
 # ---------------------------------------------------------------- Stats
@@ -336,16 +386,36 @@ class _Collector:
 
 
 def write_stats_csv(plan_dir, tables_dir, csv_out):
-    """Write stats.csv of every table of the plan in ``plan_dir`` (nothing
-    when an image is missing or doubled); returns (images, errors). Pure
-    Python: no numpy, which aggregate_stats alone does not need."""
-    tables, expected = plan_tables(plan_dir, tables_dir)
+    """Write stats.csv from the shards' CSV files of the plan in ``plan_dir``
+    (nothing when an image is missing or doubled); returns (images, errors).
+    Pure Python: no numpy, which aggregate_stats alone does not need."""
+    files, expected = shard_csv_files(plan_dir, tables_dir)
+    runs = [_shard_rows(file) for file in files]
+    rows = runs[0] if len(runs) == 1 else heapq.merge(*runs, key=itemgetter(0))
     images = errors = 0
+    doubled, last = [], None
     with csv_file(csv_out) as f:
-        csv_writer(f).writerow(COLUMNS)
-        for batch, columns in _checked_batches(merged_rows(tables), expected, f):
+        f.write(HEADER)
+        while batch := list(islice(rows, BATCH)):
+            paths, failed, texts = zip(*batch)
+            # Merged by path, so an image in two shards shows as equal neighbours.
+            if paths[0] == last or not all(map(ne, paths, islice(paths, 1, None))):
+                doubled += [b for a, b in zip((last, *paths), paths) if a == b]
+            last = paths[-1]
+            f.write("".join(texts))
             images += len(batch)
-            errors += len(batch) - columns[_ERROR].count("") - columns[_ERROR].count(None)
+            errors += sum(failed)
+        # Inside: an error here leaves no stats.csv behind.
+        if doubled:
+            raise AggregateError(
+                f"{len(doubled)} image(s) appear in two shards, e.g. {doubled[:3]}: "
+                "delete results/shards/ and rerun"
+            )
+        if images != expected:
+            raise AggregateError(
+                f"the shard tables hold {images} rows, the plan has {expected} "
+                "images: rerun the workflow to replan"
+            )
     return images, errors
 
 
@@ -355,10 +425,10 @@ def read_stats_csv(csv_in, keep_paths=False):
     reads back as that float; an empty number is a missing value)."""
     damaged = f"{csv_in} is damaged: delete it and rerun the workflow, which writes it again"
     with open(csv_in, encoding="utf-8", errors="surrogateescape", newline=os.linesep) as f:
-        rows = _csv_rows(f)
+        rows = (cells for _, cells in _records(f))
         try:
             if next(rows, None) != list(COLUMNS):
-                raise AggregateError(f"{damaged} (its header is not {','.join(COLUMNS)})")
+                raise AggregateError(f"{damaged} (its header is not {HEADER.strip()})")
             collector = _Collector(BATCH, keep_paths)
             while batch := list(islice(rows, BATCH)):
                 if set(map(len, batch)) != {len(COLUMNS)}:
@@ -371,76 +441,3 @@ def read_stats_csv(csv_in, keep_paths=False):
         except ValueError as e:  # a number that is not one, a quote left open
             raise AggregateError(f"{damaged} ({e})") from None
     return collector.stats()
-
-
-def _csv_rows(lines):
-    """The rows (lists of str) of CSV text that csv_writer wrote, from its
-    lines (split at os.linesep only). Not csv.reader: it ends a row at a
-    bare carriage return, which the writer leaves unquoted in a file name,
-    as pandas did. A line without a quote is its cells split at commas; a
-    quoted row (it may span lines) is parsed by _quoted_cells."""
-    pending = ""
-    for line in lines:
-        if pending or '"' in line:
-            pending += line
-            if pending.count('"') % 2:  # inside a quoted cell: the row goes on
-                continue
-            line, pending = pending, ""
-            yield _quoted_cells(line.removesuffix(os.linesep))
-        else:
-            yield line.removesuffix(os.linesep).split(",")
-    if pending:
-        raise ValueError("the last row ends inside a quoted cell")
-
-
-def _quoted_cells(text):
-    """The cells of one CSV row holding quoted cells (QUOTE_MINIMAL, quotes doubled)."""
-    cells, i, end = [], 0, len(text)
-    while True:
-        if text.startswith('"', i):
-            parts, i = [], i + 1
-            while True:
-                close = text.index('"', i)
-                parts.append(text[i:close])
-                if not text.startswith('"', close + 1):
-                    break
-                parts.append('"')
-                i = close + 2
-            cells.append("".join(parts))
-            i = close + 1
-        else:
-            comma = text.find(",", i)
-            comma = end if comma < 0 else comma
-            cells.append(text[i:comma])
-            i = comma
-        if i >= end:
-            return cells
-        i += 1  # the comma
-
-
-def _checked_batches(rows, expected, csv_out):
-    """(batch, its columns) of the merged rows, each written to ``csv_out``;
-    raises AggregateError after the last when an image is doubled or the
-    count is not the plan's."""
-    doubled, last, count = [], None, 0
-    while batch := list(islice(rows, BATCH)):
-        columns = list(zip(*batch))
-        paths = columns[_PATH]
-        # Merged by path, so an image in two tables shows as equal neighbours.
-        if paths[0] == last or not all(map(ne, paths, islice(paths, 1, None))):
-            doubled += [b for a, b in zip((last, *paths), paths) if a == b]
-        last = paths[-1]
-        typed = _typed(batch, columns)
-        csv_out.write(_csv_text(typed, columns if typed is batch else list(zip(*typed))))
-        count += len(batch)
-        yield batch, columns
-    if doubled:
-        raise AggregateError(
-            f"{len(doubled)} image(s) appear in two shards, e.g. {doubled[:3]}: "
-            "delete results/shards/ and rerun"
-        )
-    if count != expected:
-        raise AggregateError(
-            f"the shard tables hold {count} rows, the plan has {expected} "
-            "images: rerun the workflow to replan"
-        )

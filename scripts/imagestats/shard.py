@@ -1,7 +1,8 @@
 """Measure one shard: every image of a shard list, with one or more processes.
 
 Writes one JSON stats file per image under ``images_dir`` (mirroring the
-image's path; optional) and, last, the shard's table: the same JSON lines,
+image's path; optional), the shard's rows as stats.csv lines in path order
+(for aggregate_stats) and, last, the shard's table: the same JSON lines,
 in the list's order. Every file is written under a temporary name and
 renamed, so a kill never leaves a half-written one.
 
@@ -26,6 +27,7 @@ import resource
 import time
 
 from . import journal
+from .aggregate import shard_csv_text
 from .measure import configure, measure, new_row
 from .names import escape
 from .plan import read_plan_index, read_shard_list, stats_file_key
@@ -181,7 +183,7 @@ def _died_line(entry, deaths, journal_folder):
 
 
 def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log,
-              root=None, workers=1, journal_dir=None, started=None):  # fmt: skip
+              root=None, workers=1, journal_dir=None, started=None, csv_file=None):  # fmt: skip
     """Measure the images listed in ``list_file``; return (images, errors).
 
     ``root`` is the folder the list's paths are relative to (default: the
@@ -190,6 +192,8 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
     table's folder. Errors are recorded in the rows, or with
     on_error="fail" raise ImageFailed at the first bad image. ``started``
     (Unix time) is when the command began, for the log's clock line.
+    ``csv_file``: where to write the rows as stats.csv lines too (for
+    aggregate_stats), before the table; None: nowhere.
     """
     started = time.time() if started is None else started
     configure(max_image_pixels)
@@ -202,7 +206,7 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
     entries = read_shard_list(list_file, root)
     earlier = journal.load(journal_dir, shard, key)
     try:
-        return _run(entries, earlier, table_file, images_dir, on_error, log, workers,
+        return _run(entries, earlier, table_file, csv_file, images_dir, on_error, log, workers,
                     journal_dir, shard, key, started, max_image_pixels)  # fmt: skip
     except OSError as e:
         if e.errno not in _STORAGE_ERRORS:
@@ -215,7 +219,7 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
         ) from None
 
 
-def _run(entries, earlier, table_file, images_dir, on_error, log, workers, journal_dir,
+def _run(entries, earlier, table_file, csv_file, images_dir, on_error, log, workers, journal_dir,
          shard, key, started, max_image_pixels):  # fmt: skip
     lines = [None] * len(entries)
     todo, suspects = [], []
@@ -265,6 +269,8 @@ def _run(entries, earlier, table_file, images_dir, on_error, log, workers, journ
                 done(i, measurer(entries[i]))
         measurer.journal.close()
     last = time.time()
+    if csv_file is not None:
+        write_atomic(csv_file, shard_csv_text(lines).encode("utf-8", "surrogateescape"))
     _write_table(table_file, lines)
     journal.keep(journal_dir, shard, key, table_file)
     if images_dir is not None:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 # Bytes of one stats row (a table line, and a per-image file): ~300 for a
 # EuroSAT name, more for long paths and error texts.
 BYTES_PER_ROW = 330
-# A shard's table, list, log, journal folder and kept table, and Snakemake's
-# metadata record of its table.
-FILES_PER_SHARD = 6
+# A shard's table and CSV lines, list, log, journal folder and kept table,
+# and Snakemake's metadata records of its table and CSV lines.
+FILES_PER_SHARD = 8
 # stats.csv, summary, errors, two HTML views, three plots, their logs,
 # benchmarks, metadata records and the folders that hold them.
 FINAL_FILES = 40
@@ -93,8 +93,9 @@ def estimate(folder, due_images, due_shards, per_image_files, block=None, image_
         st = _statvfs(folder)
         block = st.f_frsize if st else 4096
     files = due_shards * FILES_PER_SHARD + FINAL_FILES
-    # tables and the CSV hold every row; each shard file takes a block or more
-    size = due_images * BYTES_PER_ROW * 2 + due_shards * FILES_PER_SHARD * block + FINAL_BYTES
+    # tables, the shards' CSV lines and stats.csv hold every row; each shard
+    # file takes a block or more
+    size = due_images * BYTES_PER_ROW * 3 + due_shards * FILES_PER_SHARD * block + FINAL_BYTES
     if per_image_files:
         files += due_images + image_folders
         size += (due_images * max(1, -(-BYTES_PER_ROW // block)) + image_folders) * block

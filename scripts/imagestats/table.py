@@ -21,14 +21,12 @@ def has_error(line):
     return _NO_ERROR not in line
 
 
-def read_table(table_file):
-    """The rows (dicts) of a shard table."""
-    with open(table_file, encoding="utf-8", errors="surrogateescape") as f:
-        text = f.read()
-    # One parse per table, not per line: half the time (0.08 s instead of
-    # 0.15 s for 27,000 rows, on the critical path of every run). JSON text
-    # never holds a raw newline, so the lines joined by commas are an array.
-    return json.loads("[" + text.rstrip("\n").replace("\n", ",") + "]")
+def parse_lines(lines):
+    """The rows (dicts) of table lines."""
+    # One parse for all lines, not one per line: half the time (0.08 s
+    # instead of 0.15 s for 27,000 rows). JSON text never holds a raw
+    # newline, so the lines joined by commas are an array.
+    return json.loads("[" + ",".join(lines) + "]")
 
 
 def error_rows(table_file):

@@ -299,12 +299,13 @@ def forget_vanished_shards(plan):
                         _remove(os.path.join(IMAGES_DIR, stats_file_key(shown) + ".json"))
         journal.forget(JOURNAL_DIR, name)
     try:
-        tables = [n for n in os.listdir(TABLE_DIR) if n.endswith(".jsonl")]
+        files = os.listdir(TABLE_DIR)
     except FileNotFoundError:
-        tables = []
-    for table in tables:
-        if table[: -len(".jsonl")] not in plan.shards:
-            _remove(os.path.join(TABLE_DIR, table))
+        files = []
+    for file in files:  # a table and its CSV lines
+        name, suffix = os.path.splitext(file)
+        if suffix in (".jsonl", ".csv") and name not in plan.shards:
+            _remove(os.path.join(TABLE_DIR, file))
 
 
 def _remove(file):
