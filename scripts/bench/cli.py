@@ -207,6 +207,12 @@ def main(argv=None, doc=None):
     ctx = Context(args, SlurmWatch())
     ctx.empty_trash()  # left by an interrupted benchmark
     header(ctx)
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
+        # Some sandboxes set it: then every job process (and Snakemake at
+        # each start) compiles the workflow's modules again, which no user
+        # with Python's default pays. Measured as users run it.
+        say("PYTHONDONTWRITEBYTECODE was set: unset for every command measured (Python's default, "
+            "modules compiled once into __pycache__)")
     if args.slurm:
         slurm_main(ctx)
     else:
