@@ -133,6 +133,10 @@ rule aggregate_stats:
         # The command reads the shard names from the plan index: with
         # images_per_job 1 they would not fit on one command line.
         shards=expand("results/shards/{shard}.csv", shard=PLAN.shards),
+        # Not read here, but asked for: Snakemake reruns a job only for a
+        # missing output something needs, and a lost table must come back
+        # (the error counts and the next run's kept rows come from it).
+        tables=expand("results/shards/{shard}.jsonl", shard=PLAN.shards),
     output:
         csv="results/stats.csv",
     log:

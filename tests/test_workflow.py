@@ -116,6 +116,29 @@ def test_added_image_reruns_only_its_shard(tree, tmp_path):
     assert len(rows) == 31 and "River/River_99.jpg" in [r["path"] for r in rows]
 
 
+@pytest.mark.parametrize("lost", ["table", "CSV lines"])
+def test_a_lost_shard_file_comes_back_without_measuring_again(small_tree, tmp_path, lost):
+    """Either file of a shard deleted, then an image of another shard
+    changed: the next run writes the lost file again (Snakemake reruns a
+    job for a missing file only when a job that reads it runs) from the
+    rows the shard keeps, measuring nothing, and the CSV is the same."""
+    run(tmp_path, small_tree)
+    csv_before = (tmp_path / "results" / "stats.csv").read_bytes()
+    shards = tmp_path / "results" / "shards"
+    victim = sorted(shards.glob("*.jsonl" if lost == "table" else "*.csv"))[0]
+    victim_before = victim.read_bytes()
+    victim.unlink()
+    other = next(t for t in sorted(shards.glob("*.jsonl")) if t.stem != victim.stem)
+    image = small_tree / json.loads(other.read_text().splitlines()[0])["path"]
+    image.write_bytes(image.read_bytes())  # the same bytes, a newer file
+    result = run(tmp_path, small_tree)
+    assert jobs_planned(result.output) == 2
+    assert victim.read_bytes() == victim_before
+    log = (tmp_path / "logs" / "image_stats" / f"{victim.stem}.log").read_text()
+    assert re.search(r"image_stats: (\d+) images \(0 measured, \1 kept\)", log), log
+    assert (tmp_path / "results" / "stats.csv").read_bytes() == csv_before
+
+
 def test_changed_image_reruns_its_shard_with_new_numbers(tree, tmp_path):
     work = tmp_path / "work"
     run(work, tree, per_job=5)
