@@ -1,7 +1,8 @@
 # Per-image brightness statistics for a folder of images, and one tidy CSV.
 #
 # images --plan--> results/plan/<shard>.<fingerprint>.jsonl   (parse time: which images, which shard)
-#        --image_stats--> results/shards/<shard>.jsonl + results/images/<path>.json
+#        --image_stats--> results/shards/<shard>.jsonl + .csv (the rows as stats.csv lines)
+#                         + results/images/<path>.json
 #        --aggregate_stats--> results/stats.csv
 #        --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views),
 #                             results/plots/*.png  (from stats.csv; snakemake --report report.html)

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Join the shard tables of a plan into stats.csv (the aggregate_stats rule).
+"""Merge the shards' CSV lines of a plan into stats.csv (the aggregate_stats rule).
 
     aggregate_stats.py PLAN_DIR TABLES_DIR --csv results/stats.csv
 
 The CSV alone, with no numpy to import: the fastest way to stats.csv (the
-summary and figures come from summarize_stats.py, which reads the same
-tables beside it). A thin command-line shell around imagestats.aggregate,
-run by `shell:` for the reason image_stats.py gives: a `script:` job first
+summary and figures come from summarize_stats.py, which reads stats.csv
+after it). A thin command-line shell around imagestats.aggregate, run by
+`shell:` for the reason image_stats.py gives: a `script:` job first
 imports Snakemake, and this job is on every run's critical path. Messages
 go to stderr.
 """

@@ -10,9 +10,9 @@ matplotlib and drawing. With --jobs 2 or 3 (the rule's threads), a forked
 process reads the CSV and writes the summary while this one imports
 matplotlib (0.15 s and half a second at 27,000 images), and the figures
 are drawn by that many processes at once (forked after the CSV is read, so
-nothing is read or imported twice); the files are the same as with one. A thin command-line shell around
-imagestats.summary and imagestats.plots, run by `shell:` (no Snakemake
-import per job). Messages go to stderr.
+nothing is read or imported twice); the files are the same as with one. A
+thin command-line shell around imagestats.summary and imagestats.plots,
+run by `shell:` (no Snakemake import per job). Messages go to stderr.
 """
 
 import argparse

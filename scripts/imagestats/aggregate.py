@@ -1,4 +1,4 @@
-"""Join the shard tables into one table: one row per image, sorted by path.
+"""stats.csv from the shards' rows: one row per image, sorted by path.
 
 No pandas, and never the whole table as Python objects: at a million
 images a DataFrame of all rows took over a gigabyte and 11 s, and these

@@ -8,8 +8,8 @@ sums in the same order, so the same floats bit for bit, without pandas'
 import (half a second) and a DataFrame of every row. The tests check the
 numbers against Python's statistics module and against pandas.
 
-The files come from the rows summarize_stats reads for the figures, with
-no second read of the tables. The CSV files are the results; the HTML
+The files come from the rows summarize_stats reads from stats.csv for the
+figures, with no second read. The CSV files are the results; the HTML
 files only exist because Snakemake's HTML report shows images, HTML and
 PDF inline but offers a CSV only as a download.
 """

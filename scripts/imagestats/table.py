@@ -1,8 +1,9 @@
 """The shard table: one JSON object per line, a stats row per image.
 
-Written by a shard (and each line also as the image's own stats file), read
-by the commands after the shards and by the progress line in the main
-Snakemake process, so this module imports nothing heavier than json.
+Written by a shard (and each line also as the image's own stats file, and
+as a line of the shard's CSV file for aggregate_stats), read by the next
+run of the shard (kept rows) and by the progress line and error checks in
+the main Snakemake process, so this module imports nothing heavier than json.
 """
 
 import json
