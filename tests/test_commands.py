@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import SCRIPTS, as_numbers, check_png, read_stats, reference
-from imagestats import aggregate, plots
+from imagestats import aggregate, plots, statscsv
 from imagestats.aggregate import AggregateError, Stats, read_stats_csv
 from imagestats.measure import COLUMNS, INT_COLUMNS
 from imagestats.plan import make_plan, write_plan
@@ -248,7 +248,7 @@ def _write_tables(folder, tables, extra_keys=True):
         lines = [encode_row(row) for row in rows]
         text = "".join(line + "\n" for line in lines)
         (folder / "shards" / f"{name}.jsonl").write_bytes(text.encode("utf-8", "surrogateescape"))
-        csv_text = aggregate.shard_csv_text(lines)
+        csv_text = statscsv.shard_csv_text(lines)
         (folder / "shards" / f"{name}.csv").write_bytes(csv_text.encode("utf-8", "surrogateescape"))
     return folder / "plan", folder / "shards"
 
@@ -259,6 +259,7 @@ def test_stats_csv_is_byte_for_byte_what_pandas_wrote(tmp_path, monkeypatch, ord
     any order is sorted), in batches and blocks small enough to cross
     every boundary; the size and mtime_ns keys of a row are dropped."""
     monkeypatch.setattr(aggregate, "BATCH", 5)
+    monkeypatch.setattr(statscsv, "BATCH", 5)
     rng = random.Random(order)
     rows = NASTY + [_row(f"Gen{rng.randrange(4)}/{rng.random()}.jpg", mean=rng.uniform(0, 255))
                     for _ in range(200)]  # fmt: skip

@@ -3,48 +3,28 @@
 No pandas, and never the whole table as Python objects: at a million
 images a DataFrame of all rows took over a gigabyte and 11 s, and these
 commands run on the Slurm submit host. Each shard job writes, beside its
-table, its rows as stats.csv lines in path order (shard_csv_text: the
-JSON parse and the formatting happen in the shard jobs, side by side);
+table, its rows as stats.csv lines in path order (statscsv.shard_csv_text:
+the JSON parse and the formatting happen in the shard jobs, side by side);
 write_stats_csv then only merges those lines by path (heapq.merge over
 the text of each, ~the size of stats.csv in memory) and checks that no
 image is missing or doubled. The summary and the figures read stats.csv
 back into ``Stats``, the few columns they use, as numpy arrays
-(read_stats_csv), a batch at a time.
-
-The CSV is byte for byte what ``DataFrame.to_csv`` wrote before (and what
-the benchmark's baseline writes): Python's csv writer with pandas'
-settings, numbers as ``str()`` (ints; a float's shortest repr, which is
-numpy's too), missing values empty.
+(read_stats_csv), a batch at a time. The format itself is imagestats.statscsv.
 """
 
-import csv
 import heapq
-import io
 import os
-import re
-from contextlib import contextmanager
 from itertools import islice
-from operator import itemgetter, methodcaller, ne
+from operator import itemgetter, ne
 
-from .atomic import replaced
-from .measure import COLUMNS, INT_COLUMNS
+from .measure import COLUMNS
 from .plan import read_plan_index
-from .table import parse_lines
+from .statscsv import (
+    CLASS, ERROR, HEADER, INTS, MAX, MEAN, MEDIAN, MIN, NOTE, PATH,
+    csv_file, records, text_lines,
+)  # fmt: skip
 
-_PATH, _CLASS, _ERROR, _NOTE = (COLUMNS.index(c) for c in ("path", "class", "error", "note"))
-_MIN, _MAX, _MEAN, _MEDIAN = (COLUMNS.index(c) for c in ("min", "max", "mean", "median"))
-_INTS = tuple(COLUMNS.index(c) for c in INT_COLUMNS)
-_TEXT = tuple(i for i in range(len(COLUMNS)) if i not in _INTS and i != _MEAN)
-_row_tuple = itemgetter(*COLUMNS)  # extra keys (size, mtime_ns) are dropped
-_path_of = itemgetter(_PATH)
-_NONE = type(None)
-
-BATCH = 8192  # rows converted and written at a time
-HEADER = ",".join(COLUMNS) + os.linesep  # as csv.writer writes it: no cell needs quotes
-# A line of a CSV file that csv_writer wrote: up to and with the last
-# character of os.linesep (the lines a file object gives with newline=os.linesep).
-_LINE = re.compile(f"[^{re.escape(os.linesep[-1])}]*(?:{re.escape(os.linesep[-1])}|$)")
-_group = methodcaller("group")
+BATCH = 8192  # merged rows written, and rows collected into Stats, at a time
 
 
 class AggregateError(Exception):
@@ -55,167 +35,6 @@ def add_plan_arguments(parser):
     """The PLAN_DIR TABLES_DIR arguments of aggregate_stats.py."""
     parser.add_argument("plan_dir", help="plan folder (results/plan): which shards, how many images")
     parser.add_argument("tables_dir", help="folder of the shard tables and their CSV lines (results/shards)")
-
-
-# ------------------------------------------------------------------ CSV
-
-
-@contextmanager
-def csv_file(out):
-    """``out`` open for writing (atomically) as ``DataFrame.to_csv`` opens
-    it: UTF-8 with file names' undecodable bytes kept, no newline translation."""
-    with replaced(out) as tmp:
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
-            yield f
-
-
-def csv_writer(f):
-    """A csv.writer with the settings of ``DataFrame.to_csv``."""
-    return csv.writer(f, lineterminator=os.linesep)
-
-
-def write_csv(out, header, rows):
-    """Write ``rows`` (sequences of str, int, float or None) under ``header``."""
-    with csv_file(out) as f:
-        writer = csv_writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-# Characters that make the csv writer quote a field (QUOTE_MINIMAL), or more.
-_SPECIAL = (",", '"', "\r", "\n")
-
-
-def _cells(column):
-    """Each value as the csv writer writes it: str(), None empty."""
-    cells = list(map(str, column))
-    if None in column:  # the numbers of an error row: few, found by C-level scans
-        i = -1
-        try:
-            while True:
-                i = column.index(None, i + 1)
-                cells[i] = ""
-        except ValueError:
-            pass
-    return cells
-
-
-def _csv_text(batch, columns):
-    """The CSV lines of ``batch`` (typed rows; ``columns``: their columns),
-    as csv.writer writes them, at a third of its cost: a row whose text
-    holds none of _SPECIAL is its cells joined by commas; the others are
-    left to the writer."""
-    cells = [_cells(column) for column in columns]
-    lines = list(map(",".join, zip(*cells)))
-    special = set()
-    for i in _TEXT:
-        text = "".join(cells[i])
-        if any(ch in text for ch in _SPECIAL):
-            special.update(j for j, cell in enumerate(cells[i]) if any(ch in cell for ch in _SPECIAL))
-    if special:
-        buffer = io.StringIO()
-        writer = csv_writer(buffer)
-        for j in special:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow(batch[j])
-            lines[j] = buffer.getvalue()[: -len(os.linesep)]
-    lines.append("")
-    return os.linesep.join(lines)
-
-
-def _typed(batch, columns):
-    """``batch`` with pandas' cell types: nullable ints, float means.
-
-    json.loads already gives ints and floats, so this is a check that
-    costs little; a row that is off (a NaN, an int mean, a float width)
-    is converted as the DataFrame did: NaN written empty, 15 as 15.0."""
-    means = columns[_MEAN]
-    if (
-        all(set(map(type, columns[i])) <= {int, _NONE} for i in _INTS)
-        and set(map(type, means)) <= {float, _NONE}
-        and not any(m != m for m in means)  # NaN
-    ):
-        return batch
-    return [_typed_row(row) for row in batch]
-
-
-def _typed_row(row):
-    row = list(row)
-    for i in _INTS:
-        value = row[i]
-        row[i] = None if value is None or value != value else int(value)
-    value = row[_MEAN]
-    row[_MEAN] = None if value is None or value != value else float(value)
-    return row
-
-
-# ------------------------------------------------------- the shards' CSV
-
-
-def shard_csv_text(lines):
-    """The header and the stats.csv lines of a shard's rows, in path order,
-    from its table lines (JSON; a shard job writes this beside its table)."""
-    dicts = parse_lines(lines)
-    try:
-        rows = list(map(_row_tuple, dicts))
-    except KeyError:  # a row without some column: empty in the CSV, as before
-        rows = [tuple(map(row.get, COLUMNS)) for row in dicts]
-    del dicts
-    rows.sort(key=_path_of)  # stable; a table already in path order costs one pass
-    parts = [HEADER]
-    for start in range(0, len(rows), BATCH):
-        batch = rows[start : start + BATCH]
-        columns = list(zip(*batch))
-        typed = _typed(batch, columns)
-        parts.append(_csv_text(typed, columns if typed is batch else list(zip(*typed))))
-    return "".join(parts)
-
-
-def _records(lines):
-    """(text, cells) of each row of CSV text that csv_writer wrote, from its
-    lines (split at os.linesep only; the text keeps its line ending). Not
-    csv.reader: it ends a row at a bare carriage return, which the writer
-    leaves unquoted in a file name, as pandas did. A line without a quote
-    is its cells split at commas; a quoted row (it may span lines) is
-    parsed by _quoted_cells."""
-    pending = ""
-    for line in lines:
-        if pending or '"' in line:
-            pending += line
-            if pending.count('"') % 2:  # inside a quoted cell: the row goes on
-                continue
-            line, pending = pending, ""
-            yield line, _quoted_cells(line.removesuffix(os.linesep))
-        elif line:
-            yield line, line.removesuffix(os.linesep).split(",")
-    if pending:
-        raise ValueError("the last row ends inside a quoted cell")
-
-
-def _quoted_cells(text):
-    """The cells of one CSV row holding quoted cells (QUOTE_MINIMAL, quotes doubled)."""
-    cells, i, end = [], 0, len(text)
-    while True:
-        if text.startswith('"', i):
-            parts, i = [], i + 1
-            while True:
-                close = text.index('"', i)
-                parts.append(text[i:close])
-                if not text.startswith('"', close + 1):
-                    break
-                parts.append('"')
-                i = close + 2
-            cells.append("".join(parts))
-            i = close + 1
-        else:
-            comma = text.find(",", i)
-            comma = end if comma < 0 else comma
-            cells.append(text[i:comma])
-            i = comma
-        if i >= end:
-            return cells
-        i += 1  # the comma
 
 
 def _shard_rows(file):
@@ -233,12 +52,12 @@ def _shard_rows(file):
         raise AggregateError(f"{damaged} (it does not start with the header {HEADER.strip()})")
     last = ""
     try:
-        for line, cells in _records(map(_group, _LINE.finditer(text, len(HEADER)))):
-            path = cells[_PATH]
+        for line, cells in records(text_lines(text, len(HEADER))):
+            path = cells[PATH]
             if len(cells) != len(COLUMNS) or path < last:
                 raise AggregateError(f"{damaged} (a row out of order or without {len(COLUMNS)} cells)")
             last = path
-            yield path, cells[_ERROR] != "", line
+            yield path, cells[ERROR] != "", line
     except ValueError as e:  # a quote left open
         raise AggregateError(f"{damaged} ({e})") from None
 
@@ -353,20 +172,20 @@ class _Collector:
         if end > len(self.arrays["cls"]):  # more rows than expected: grow
             self.arrays = {k: np.resize(a, 2 * end) for k, a in self.arrays.items()}
         arrays = self.arrays
-        arrays["cls"][start:end] = self._codes(columns[_CLASS])
-        for name, i in (("low", _MIN), ("high", _MAX), ("mean", _MEAN), ("median", _MEDIAN)):
+        arrays["cls"][start:end] = self._codes(columns[CLASS])
+        for name, i in (("low", MIN), ("high", MAX), ("mean", MEAN), ("median", MEDIAN)):
             arrays[name][start:end] = np.array(columns[i], dtype=arrays[name].dtype)  # None -> NaN
-        errors, notes = columns[_ERROR], columns[_NOTE]
+        errors, notes = columns[ERROR], columns[NOTE]
         if errors.count("") + errors.count(None) < len(batch):  # rare: look at each
             for i, row in enumerate(batch, start):
-                if row[_ERROR]:
+                if row[ERROR]:
                     self.failed.append(i)
-                    name = row[_CLASS]
-                    self.errors.append((row[_PATH], "" if name is None else name, row[_ERROR]))
+                    name = row[CLASS]
+                    self.errors.append((row[PATH], "" if name is None else name, row[ERROR]))
         if notes.count("") + notes.count(None) < len(batch):
             self.noted += [i for i, note in enumerate(notes, start) if note]
         if self.path_blocks is not None:
-            self.path_blocks.append("\0".join(columns[_PATH]))
+            self.path_blocks.append("\0".join(columns[PATH]))
         self.rows = end
 
     def stats(self):
@@ -425,7 +244,7 @@ def read_stats_csv(csv_in, keep_paths=False):
     reads back as that float; an empty number is a missing value)."""
     damaged = f"{csv_in} is damaged: delete it and rerun the workflow, which writes it again"
     with open(csv_in, encoding="utf-8", errors="surrogateescape", newline=os.linesep) as f:
-        rows = (cells for _, cells in _records(f))
+        rows = (cells for _, cells in records(f))
         try:
             if next(rows, None) != list(COLUMNS):
                 raise AggregateError(f"{damaged} (its header is not {HEADER.strip()})")
@@ -434,7 +253,7 @@ def read_stats_csv(csv_in, keep_paths=False):
                 if set(map(len, batch)) != {len(COLUMNS)}:
                     raise AggregateError(f"{damaged} (a row has not {len(COLUMNS)} cells)")
                 columns = list(zip(*batch))
-                for i in _INTS + (_MEAN,):  # numbers as text (numpy parses them exactly)
+                for i in INTS + (MEAN,):  # numbers as text (numpy parses them exactly)
                     if "" in columns[i]:  # the numbers of an error row
                         columns[i] = [None if cell == "" else cell for cell in columns[i]]
                 collector.add(batch, columns)

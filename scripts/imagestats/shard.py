@@ -30,10 +30,10 @@ import resource
 import time
 
 from . import journal
-from .aggregate import shard_csv_text
 from .measure import configure, measure, new_row
 from .names import escape
 from .plan import read_plan_index, read_shard_list, stats_file_key
+from .statscsv import shard_csv_text
 from .table import encode_row, has_error
 
 DIED = (

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .aggregate import write_csv
+from .statscsv import write_csv
 from .atomic import write_text
 
 OVERALL = "ALL"  # class of the row that summarizes all images
