@@ -31,7 +31,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from .atomic import replaced
-from .summary import IQR_FACTOR, median, outlier_fences, outlier_mask
+from .summary import FIGURES, IQR_FACTOR, median, outlier_fences, outlier_mask
 
 WIDTH, HEIGHT = 16, 9  # inches
 SCALE = (0, 255)
@@ -313,9 +313,6 @@ def outliers(stats, out, dpi=100, max_labels=3, seed=0):
     bars.grid(axis="x", alpha=0.3)
     fig.suptitle("Outliers and broken images", fontsize=15)
     _save(fig, out)
-
-
-FIGURES = ("brightness_by_class", "min_max", "outliers")
 
 
 class FigureFailed(Exception):

@@ -19,10 +19,13 @@ import math
 
 import numpy as np
 
-from .statscsv import write_csv
 from .atomic import write_text
+from .statscsv import write_csv
 
 OVERALL = "ALL"  # class of the row that summarizes all images
+# The figures summarize_stats draws, each by the function of that name in
+# imagestats.plots (named here, where matplotlib is not imported).
+FIGURES = ("brightness_by_class", "min_max", "outliers")
 IQR_FACTOR = 1.5  # outliers lie beyond this many IQRs outside the quartiles
 
 SUMMARY_COLUMNS = (
