@@ -269,7 +269,12 @@ def outliers(stats, out, dpi=100, max_labels=3, seed=0):
                     xytext=(x - 6 if right else x + 6, y + dy), textcoords="data",
                     ha="right" if right else "left", va="center", fontsize=8,
                     color=BAD_COLOUR,
-                    arrowprops={"arrowstyle": "-", "color": BAD_COLOUR, "linewidth": 0.6},
+                    # From the label's near edge, unclipped: clipping the
+                    # line at the label's box and the dot took a fifth of
+                    # the figure's time with 30 names.
+                    arrowprops={"arrowstyle": "-", "color": BAD_COLOUR, "linewidth": 0.6,
+                                "relpos": (1 if right else 0, 0.5), "patchA": None,
+                                "shrinkA": 0, "shrinkB": 0},
                 )  # fmt: skip
             count = int(bad.sum())
         else:
