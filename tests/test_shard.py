@@ -1,14 +1,19 @@
 """A shard measured with one or several processes, and how cores are shared."""
 
 import io
+import json
+import os
+import signal
 
 import numpy as np
 from PIL import Image
 
 from conftest import reference, snakemake
-from imagestats.plan import make_plan, write_plan
+from imagestats import shard as shard_module
+from imagestats.names import escape
+from imagestats.plan import make_plan, read_shard_list, write_plan
 from imagestats.resources import shard_mem_mb, shard_runtime_min, threads_for_shards
-from imagestats.shard import run_shard
+from imagestats.shard import run_shard, stats_file
 
 
 def measure_tree(tmp_path, tree, workers, name):
@@ -31,6 +36,52 @@ def test_one_and_several_workers_give_the_same_bytes(small_tree, tmp_path):
     assert one == three
     assert one_files == three_files and len(one_files) == 40
     assert "1 process(es)" in one_log and "3 process(es)" in three_log
+
+
+def test_a_per_image_file_cut_short_by_a_kill_is_written_again(small_tree, tmp_path):
+    """Per-image files are written in place, before the journal holds their
+    row: a kill in the middle of one leaves it cut short, and the rerun
+    measures that image again and writes the file whole."""
+    plan = make_plan({"input_dir": str(small_tree), "images_per_job": 10_000})
+    write_plan(plan, tmp_path / "plan")
+    (shard,) = plan.shards.values()
+    list_file = tmp_path / "plan" / shard.list_name
+    table = tmp_path / "shards" / f"{shard.name}.jsonl"
+    table.parent.mkdir()
+    images = tmp_path / "images"
+    entries = read_shard_list(list_file, small_tree)
+    victim = stats_file(str(images), escape(entries[5].path))  # one process: the list's order
+
+    def measure_shard():
+        run_shard(list_file, table, str(images), "record", 89478485, io.StringIO(), workers=1)
+
+    pid = os.fork()
+    if pid == 0:  # the shard, killed half-way through writing the victim's file
+        try:
+            real = shard_module.write_in_place
+
+            def cut_short(file, data, name=None):
+                if file == victim:
+                    real(file, data[: len(data) // 2])
+                    os.kill(os.getpid(), signal.SIGKILL)
+                real(file, data, name)
+
+            shard_module.write_in_place = cut_short
+            measure_shard()
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    with open(victim) as f:
+        torn = f.read()
+    assert torn and not torn.endswith("\n")  # the premise: cut short under its own name
+
+    log = io.StringIO()
+    run_shard(list_file, table, str(images), "record", 89478485, log, workers=1)
+    assert "(35 measured, 5 kept)" in log.getvalue()
+    rows = {row["path"]: row for row in map(json.loads, table.read_text().splitlines())}
+    with open(victim) as f:
+        assert json.loads(f.read()) == rows[entries[5].path]
 
 
 def heavy_images(folder, count=6, size=(2400, 1800)):
