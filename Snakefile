@@ -1,8 +1,8 @@
-# Per-image brightness statistics for a folder of images, and one tidy CSV.
+# A per-image analysis of every image of a folder, and one tidy CSV.
 #
 # images --plan--> results/plan/<shard>.<fingerprint>.jsonl   (parse time: which images, which shard)
 #        --image_stats--> results/shards/<shard>.jsonl + .csv (the rows as stats.csv lines)
-#                         + results/images/<path>.json
+#                         + results/images/<path>.json, results/transformed/<column>/<path>.png
 #        --aggregate_stats--> results/stats.csv
 #        --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views),
 #                             results/plots/*.png  (from stats.csv; snakemake --report report.html)
@@ -23,8 +23,8 @@ min_version("9.0")
 
 SCRIPTS = os.path.join(workflow.basedir, "scripts")
 sys.path.insert(0, SCRIPTS)
-from imagestats.journal import code_version  # noqa: E402
 from imagestats.workflow import (  # noqa: E402
+    ChosenAnalysis,
     PlanError,
     bundled_paths,
     config_file,
@@ -49,11 +49,14 @@ except WorkflowError as e:  # one line that names the key, not a schema dump
     raise PlanError(config_problem(e)) from None
 bundled_paths(workflow, config, CONFIG_FILE)
 
-PLAN = plan_for_workflow(workflow, config)
+# The analysis (config `analysis`), imported by the main process to check it.
+ANALYSIS = ChosenAnalysis(config["analysis"], workflow)
+PLAN = plan_for_workflow(workflow, config, ANALYSIS)
 # What the commands run with but must not rerun for, so not params (params
 # are rerun triggers): the interpreter and the scripts' folder (a moved
 # checkout, another venv or module), the images' folder (moved with the
-# results) and on_error (it changes no row). The commands read them from
+# results), where the analysis's file is (its content is the code param),
+# and on_error and image_timeout. The commands read them from
 # the environment, which every job inherits (on Slurm too: sbatch exports it
 # and the job's Snakemake sets it again when it parses this file).
 os.environ.update(
@@ -61,6 +64,8 @@ os.environ.update(
     IMAGESTATS_SCRIPTS=SCRIPTS,
     IMAGESTATS_ROOT=PLAN.root,
     IMAGESTATS_ON_ERROR=config["on_error"],
+    IMAGESTATS_ANALYSIS=ANALYSIS.resolved,
+    IMAGESTATS_IMAGE_TIMEOUT=str(config["image_timeout"]),
 )
 shell.prefix(module_check(workflow, config))
 
@@ -118,15 +123,17 @@ rule image_stats:
         mem_mb=PLAN.mem_mb,
     params:
         # What decides a row's numbers (and the per-image files): a change
-        # reruns the shards.
-        code=code_version(),
+        # reruns the shards. code: the analysis's file(s) and the measuring
+        # code, by content.
+        code=ANALYSIS.version,
         max_image_pixels=config["max_image_pixels"],
         images_dir="results/images" if config["per_image_files"] else "none",
     shell:
         '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/image_stats.py" {input:q} {output.table:q}'
         ' --csv {output.csv:q} --root "$IMAGESTATS_ROOT" --on-error "$IMAGESTATS_ON_ERROR" --workers {threads}'
         " --images-dir {params.images_dir} --max-image-pixels {params.max_image_pixels}"
-        " 2> {log:q}"
+        ' --analysis "$IMAGESTATS_ANALYSIS" --image-timeout "$IMAGESTATS_IMAGE_TIMEOUT"'
+        " --transformed-dir results/transformed 2> {log:q}"
 
 
 rule aggregate_stats:

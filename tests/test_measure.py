@@ -15,7 +15,11 @@ from PIL import Image, ImageFile, ImageMode, ImageStat
 
 from conftest import reference
 from imagestats import measure as measure_module
-from imagestats.measure import COLUMNS, configure, histogram_stats, measure, measure_image
+from imagestats.measure import configure, histogram_stats, measure, measure_image
+
+# brightness's columns, in the CSV's order; an error row has only the workflow's.
+COLUMNS = ("path", "class", "width", "height", "mode", "min", "max", "mean", "median", "error", "note")
+ERROR_ROW = {"path", "class", "error", "note"}
 
 # IM is the one format that opens as I;16L; Pillow 13 warns that it goes in Pillow 15.
 pytestmark = pytest.mark.filterwarnings("ignore:IM image format:DeprecationWarning")
@@ -191,12 +195,13 @@ def test_numbers_equal_pillow_reference(images, kind):
     row = measure("x/" + os.path.basename(file), file)
     expected = reference_or_error(file)
     with Image.open(file) as im:
-        assert (row["width"], row["height"], row["mode"]) == (*im.size, im.mode)
-    assert set(row) == set(COLUMNS)
+        size, mode = im.size, im.mode
     if expected is None:
-        assert f"cannot convert mode {row['mode']} to greyscale" in row["error"]
-        assert row["min"] is None and row["mean"] is None
+        assert f"cannot convert mode {mode} to greyscale" in row["error"]
+        assert set(row) == ERROR_ROW  # an error row holds none of the analysis's columns
         return
+    assert set(row) == set(COLUMNS)
+    assert (row["width"], row["height"], row["mode"]) == (*size, mode)
     assert row["error"] == ""
     numbers = (row["min"], row["max"], row["mean"], row["median"])
     assert numbers == expected
@@ -210,7 +215,7 @@ def test_modes_without_greyscale_are_a_clear_error(images):
             reference(images[kind])
         row = measure("a", str(images[kind]))
         assert row["error"].startswith(f"Pillow cannot convert mode {mode} to greyscale")
-        assert row["mode"] == mode and row["width"] and row["note"] == ""
+        assert set(row) == ERROR_ROW and row["note"] == ""
 
 
 def test_generated_eurosat_images_equal_reference(small_tree):
@@ -414,7 +419,7 @@ def test_damaged_data_is_not_called_a_conversion_error(images, monkeypatch):
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
     row = bad_row(images["RGB png"])
-    assert row["error"] == "cannot read image: ValueError: broken data"
+    assert row["error"].startswith("ValueError: broken data (") and "convert" not in row["error"]
 
 
 @pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
@@ -451,7 +456,7 @@ def test_failing_clip_check_keeps_the_numbers(images, monkeypatch):
 def bad_row(file):
     row = measure("bad/" + os.path.basename(str(file)), str(file))
     assert row["error"], "a bad file must have an error"
-    assert row["min"] is None and row["mean"] is None
+    assert set(row) == ERROR_ROW, "an error row holds none of the analysis's columns"
     return row
 
 
@@ -460,12 +465,11 @@ def test_empty_file(tmp_path):
     assert "empty file" in bad_row(tmp_path / "empty.jpg")["error"]
 
 
-def test_truncated_jpeg_keeps_size_and_mode(tmp_path, images):
+def test_truncated_jpeg_is_called_truncated(tmp_path, images):
     data = images["RGB jpeg"].read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     row = bad_row(tmp_path / "cut.jpg")
-    assert "truncated" in row["error"]
-    assert (row["width"], row["height"], row["mode"]) == (53, 37, "RGB")
+    assert "truncated" in row["error"] and "copy the image again" in row["error"]
 
 
 def test_not_an_image(tmp_path):

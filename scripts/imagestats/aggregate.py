@@ -13,16 +13,22 @@ back into ``Stats``, the few columns they use, as numpy arrays
 """
 
 import heapq
+import json
 import os
 from itertools import islice
 from operator import itemgetter, ne
 
-from .measure import COLUMNS
 from .plan import read_plan_index
 from .statscsv import (
-    CLASS, ERROR, HEADER, INTS, MAX, MEAN, MEDIAN, MIN, NOTE, PATH,
-    csv_file, records, text_lines,
+    FIRST, LAST, PATH, analysis_columns, csv_file, csv_line, header, records, text_lines,
 )  # fmt: skip
+
+# TEMPORARY until the reader is generalized: brightness's columns.
+COLUMNS = ("path", "class", "width", "height", "mode", "min", "max", "mean", "median", "error", "note")
+CLASS, ERROR, NOTE = 1, 9, 10
+MIN, MAX, MEAN, MEDIAN = 5, 6, 7, 8
+INTS = (2, 3, 5, 6, 8)
+HEADER = ",".join(COLUMNS) + os.linesep
 
 BATCH = 8192  # merged rows written, and rows collected into Stats, at a time
 
@@ -37,9 +43,9 @@ def add_plan_arguments(parser):
     parser.add_argument("tables_dir", help="folder of the shard tables and their CSV lines (results/shards)")
 
 
-def _shard_rows(file):
-    """(path, has an error, CSV text) of each row of a shard's CSV file, in
-    path order; raises AggregateError when the file is missing or damaged."""
+def _shard_text(file):
+    """(header cells, header line, text) of a shard's CSV file; raises
+    AggregateError when it is missing or does not start with a header."""
     try:
         with open(file, encoding="utf-8", errors="surrogateescape", newline=os.linesep) as f:
             text = f.read()
@@ -47,19 +53,72 @@ def _shard_rows(file):
         raise AggregateError(
             f"shard file {file} is missing: rerun the workflow, which writes that shard's files again"
         ) from None
+    first = next(text_lines(text), "")
+    try:
+        ((_, names),) = records([first])
+    except ValueError:
+        names = []
+    if tuple(names[:2]) != FIRST or tuple(names[-2:]) != LAST or not first.endswith(os.linesep):
+        raise AggregateError(
+            f"shard file {file} is damaged: delete it and rerun the workflow "
+            f"(it does not start with a header {','.join(FIRST)},...,{','.join(LAST)})"
+        )
+    return names, first, text
+
+
+def _shard_rows(file, text, start, width):
+    """(path, has an error, cells, CSV text) of each row of a shard's CSV
+    text from ``start``, in path order; raises AggregateError when damaged."""
     damaged = f"shard file {file} is damaged: delete it and rerun the workflow"
-    if not text.startswith(HEADER):
-        raise AggregateError(f"{damaged} (it does not start with the header {HEADER.strip()})")
     last = ""
     try:
-        for line, cells in records(text_lines(text, len(HEADER))):
+        for line, cells in records(text_lines(text, start)):
             path = cells[PATH]
-            if len(cells) != len(COLUMNS) or path < last:
-                raise AggregateError(f"{damaged} (a row out of order or without {len(COLUMNS)} cells)")
+            if len(cells) != width or path < last:
+                raise AggregateError(f"{damaged} (a row out of order or without {width} cells)")
             last = path
-            yield path, cells[ERROR] != "", line
+            yield path, cells[-2] != "", cells, line
     except ValueError as e:  # a quote left open
         raise AggregateError(f"{damaged} ({e})") from None
+
+
+def _first_keys(shards):
+    """The keys, in the analysis's order, of the first row measured without
+    error (by path) of all the shards: its table line holds them."""
+    best = None
+    for file, (names, first, text) in shards:
+        for path, failed, _, _ in _shard_rows(file, text, len(first), len(names)):
+            if not failed:
+                if best is None or path < best[0]:
+                    best = (path, file)
+                break
+    if best is None:
+        return ()
+    path, file = best
+    with open(file[: -len(".csv")] + ".jsonl", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("path") == path:
+                return tuple(row)
+    raise AggregateError(f"the table of {file} lacks the row of '{path}': delete results/shards/ and rerun")
+
+
+def _merged_columns(shards):
+    """The columns of stats.csv when the shards' columns differ (images that
+    return different keys): see imagestats.statscsv."""
+    others = set()
+    for _, (names, _, _) in shards:
+        others.update(names[len(FIRST) : -len(LAST)])
+    return header(analysis_columns(_first_keys(shards), others))
+
+
+def _rows_as(names, file, shard):
+    """The rows of a shard with the columns ``names`` (empty where it has none)."""
+    own, first, text = shard
+    where = {name: i for i, name in enumerate(own)}
+    picks = [where.get(name) for name in names]
+    for path, failed, cells, _ in _shard_rows(file, text, len(first), len(own)):
+        yield path, failed, csv_line(["" if j is None else cells[j] for j in picks])
 
 
 def shard_csv_files(plan_dir, tables_dir):
@@ -209,12 +268,23 @@ def write_stats_csv(plan_dir, tables_dir, csv_out):
     (nothing when an image is missing or doubled); returns (images, errors).
     Pure Python: no numpy, which aggregate_stats alone does not need."""
     files, expected = shard_csv_files(plan_dir, tables_dir)
-    runs = [_shard_rows(file) for file in files]
+    shards = [(file, _shard_text(file)) for file in files]
+    headers = {first for _, (_, first, _) in shards}
+    if len(headers) == 1:  # the same columns everywhere: merge the lines as they are
+        (top,) = headers
+        runs = [
+            ((path, failed, line) for path, failed, _, line in _shard_rows(file, text, len(first), len(names)))
+            for file, (names, first, text) in shards
+        ]
+    else:
+        names = _merged_columns(shards)
+        top = csv_line(names)
+        runs = [_rows_as(names, file, shard) for file, shard in shards]
     rows = runs[0] if len(runs) == 1 else heapq.merge(*runs, key=itemgetter(0))
     images = errors = 0
     doubled, last = [], None
     with csv_file(csv_out) as f:
-        f.write(HEADER)
+        f.write(top)
         while batch := list(islice(rows, BATCH)):
             paths, failed, texts = zip(*batch)
             # Merged by path, so an image in two shards shows as equal neighbours.

@@ -12,7 +12,7 @@ leaves no table. So each shard keeps its work beside the table, under
   before measuring it and its row (the table line) after.
 
 A row is reused when its image is unchanged (same size and mtime) and it
-was measured under the same ``key`` (the measuring code and
+was measured under the same ``key`` (the analysis, the measuring code and
 max_image_pixels, see ``measure_key``). A ``start`` with no row after it in
 its process's file is an image that process died on; an image died on in two
 attempts is not measured a third time. A shard reads the folders of its
@@ -22,30 +22,16 @@ Lines cut short by a kill are skipped: nothing half-written is trusted.
 """
 
 import errno
-import hashlib
 import json
 import os
 import shutil
 from dataclasses import dataclass, field
 
-# The files whose code decides a row's numbers and text: a change to any of
-# them makes earlier rows unusable (and, as a rule param, reruns the shards).
-_MEASURING_CODE = ("measure.py", "names.py", "table.py")
 
-
-def code_version():
-    """A short hash of the measuring code (the files' bytes, so a moved
-    checkout or another Python environment gives the same version)."""
-    digest = hashlib.blake2b(digest_size=6)
-    here = os.path.dirname(os.path.abspath(__file__))
-    for name in _MEASURING_CODE:
-        with open(os.path.join(here, name), "rb") as f:
-            digest.update(f.read())
-    return digest.hexdigest()
-
-
-def measure_key(max_image_pixels):
-    return f"{code_version()}-{max_image_pixels}"
+def measure_key(analysis_version, max_image_pixels):
+    """What a row was measured under: the analysis and the workflow's
+    measuring code (imagestats.analysis.version), and the pixel limit."""
+    return f"{analysis_version}-{max_image_pixels}"
 
 
 @dataclass

@@ -11,27 +11,18 @@ of the time per small image. It is integer arithmetic, like ImageStat's,
 with the same integers and the same one division, so the results are the
 same ints and the same float, bit for bit.
 
-Around that it adds what a batch run needs: an error recorded in the row
-instead of an exception, a pixel limit against decompression bombs, and a
+Around that it adds what a batch run needs: a pixel limit against
+decompression bombs, messages for what goes wrong reading an image, and a
 note where Pillow's answer hides something (a multi-frame file of which only
 the first frame is measured, 16-bit, 32-bit or float values clipped to
 0-255).
 """
 
-import os
-import stat
 import warnings
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
 from PIL import Image
-
-# Columns of a stats row, in the order the CSV shows them.
-COLUMNS = (
-    "path", "class", "width", "height", "mode",
-    "min", "max", "mean", "median", "error", "note",
-)  # fmt: skip
-INT_COLUMNS = ("width", "height", "min", "max", "median")
 
 # Modes whose values can lie outside 0-255, which convert("L") clips. Every
 # other mode of Pillow 13 stores 0-255 per band (tests/test_measure.py checks
@@ -53,42 +44,14 @@ def configure(max_image_pixels):
     warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
-def new_row(path, file):
-    """A row with only the path and class (the folder holding the file)."""
-    row = dict.fromkeys(COLUMNS)
-    row["path"] = path
-    row["class"] = os.path.basename(os.path.dirname(os.path.abspath(file)))
-    row["error"] = ""
-    row["note"] = ""
-    return row
-
-
 def measure(path, file):
-    """Measure ``file`` (shown as ``path``); never raises for a bad image.
+    """The brightness row of ``file`` (shown as ``path``); never raises for a
+    bad image: ``error`` says what is wrong and the numbers are missing.
+    The bundled analysis through the workflow's own row code
+    (imagestats.analysis), as a shard measures it."""
+    from .analysis import load
 
-    Returns a dict with the keys of COLUMNS. On failure ``error`` says what
-    is wrong and the numbers Pillow could not give are None.
-    """
-    row = new_row(path, file)
-    try:
-        _measure_into(row, file)
-    except MeasureError as e:
-        row["error"] = str(e)
-    except Exception as e:  # any decoder failure must become a row, not a crash
-        row["error"] = explain(e)
-    return row
-
-
-def _measure_into(row, file):
-    st = os.stat(file)  # follows links: a broken link raises FileNotFoundError
-    if not stat.S_ISREG(st.st_mode):
-        # A FIFO or device named *.jpg would block or never end on read.
-        raise MeasureError("not a regular file: point the input at image files only")
-    if st.st_size == 0:
-        raise MeasureError("empty file (0 bytes): copy the image again from its source")
-    with Image.open(file) as image:
-        row.update(describe(image))  # kept in the row when decoding fails below
-        row.update(measure_image(image))
+    return load("brightness").row(path, file)
 
 
 def describe(image):

@@ -37,9 +37,12 @@ FINAL_SECONDS_PER_IMAGE = 0.0002
 FINAL_RUNTIME_FLOOR_MIN = 10
 
 
-def shard_runtime_min(images, total_bytes, workers, attempt=1):
+def shard_runtime_min(images, total_bytes, workers, attempt=1, image_timeout=0):
+    """Minutes: the cost model with a margin, plus one image_timeout (an
+    image that hangs is stopped after that long, and the shard goes on)."""
     seconds = SECONDS_TO_START + (images * SECONDS_PER_IMAGE + total_bytes / 1e6 * SECONDS_PER_MB) / workers
-    return max(RUNTIME_FLOOR_MIN, math.ceil(3 * seconds / 60)) * 2 ** (attempt - 1)
+    minutes = max(RUNTIME_FLOOR_MIN, math.ceil(3 * seconds / 60)) + math.ceil(image_timeout / 60)
+    return minutes * 2 ** (attempt - 1)
 
 
 def shard_mem_mb(images, largest_bytes, workers, attempt=1):

@@ -25,13 +25,13 @@ table and per-image files are the same as with one.
 import errno
 import json
 import os
-import pickle
 import resource
 import time
 
-from . import journal
+from . import journal, pool
+from .analysis import AnalysisError, ResultError, load, version
 from .atomic import replaced
-from .measure import configure, measure, new_row
+from .measure import configure
 from .names import escape
 from .plan import read_plan_index, read_shard_list, stats_file_key
 from .statscsv import shard_csv_text
@@ -41,6 +41,12 @@ DIED = (
     "the measuring process died on this image in {n} attempts (a decoder crash "
     "or out of memory): check the file; if it is fine, give image_stats more "
     "memory (mem_mb) and delete {journal} to measure it again"
+)
+
+TIMED_OUT = (
+    "took longer than image_timeout ({seconds:g} s), so its process was stopped: check "
+    "the file; if it is fine, raise image_timeout in the config and delete {journal} "
+    "to measure it again"
 )
 
 # errno values that mean "the results folder cannot take more", whatever
@@ -105,10 +111,12 @@ def _row_line(entry, row):
 
 
 class ImageFiles:
-    """The per-image files under ``images_dir`` (None: none are written)."""
+    """The per-image files under ``images_dir`` (None: none are written) and
+    the images an analysis returns, as PNGs under ``transformed_dir``."""
 
-    def __init__(self, images_dir):
+    def __init__(self, images_dir, transformed_dir=None):
         self.images_dir = images_dir
+        self.transformed_dir = transformed_dir
         self.made = set()  # one makedirs per folder, not per image
 
     def write(self, shown, line):
@@ -126,34 +134,85 @@ class ImageFiles:
         if out is not None and not os.path.exists(out):
             write_atomic(out, self._data(line))
 
+    def save_image(self, shown, column, image):
+        """Save an image an analysis returned for ``column`` as a PNG (in
+        place, before the journal holds its row, like the per-image file);
+        returns its path, which the row holds. A full or read-only disk
+        stops the shard; an image PNG cannot hold is the row's error."""
+        out = transformed_file(self.transformed_dir, column, shown)
+        self._folder(out)
+        try:
+            image.save(out, format="PNG")
+        except OSError as e:
+            if e.errno is not None:
+                raise
+            _remove(out)
+            raise ResultError(f"its image for {column!r} cannot be saved as PNG ({e})") from None
+        except (ValueError, KeyError) as e:
+            _remove(out)
+            raise ResultError(f"its image for {column!r} cannot be saved as PNG ({e})") from None
+        return out
+
     def _path(self, shown):
         if self.images_dir is None:
             return None
         out = stats_file(self.images_dir, shown)
+        self._folder(out)
+        return out
+
+    def _folder(self, out):
         folder = os.path.dirname(out)
         if folder not in self.made:
             os.makedirs(folder, exist_ok=True)
             self.made.add(folder)
-        return out
 
     @staticmethod
     def _data(line):
         return (line + "\n").encode("utf-8", "surrogateescape")
 
 
-class Measurer:
-    """Measures images in one process: the journal's start, then the file,
-    then the row in the journal (which vouches for the file)."""
+def transformed_file(transformed_dir, column, shown_path):
+    """Where the image an analysis returned for ``column`` goes: the input
+    tree mirrored under <transformed_dir>/<column>/, ".png" added to the name."""
+    return os.path.join(transformed_dir, column, stats_file_key(shown_path) + ".png")
 
-    def __init__(self, journal_dir, shard, key, images_dir):
+
+def remove_image_files(shown, images_dir, transformed_dir):
+    """The per-image file and the transformed images of an image that left
+    the plan (one unlink per column folder)."""
+    if images_dir is not None:
+        _remove(stats_file(images_dir, shown))
+    if transformed_dir is not None:
+        try:
+            columns = os.listdir(transformed_dir)
+        except FileNotFoundError:
+            return
+        for column in columns:
+            _remove(transformed_file(transformed_dir, column, shown))
+
+
+def _remove(file):
+    try:
+        os.remove(file)
+    except FileNotFoundError:
+        pass
+
+
+class Measurer:
+    """Measures images in one process: the journal's start, then the files,
+    then the row in the journal (which vouches for the files)."""
+
+    def __init__(self, journal_dir, shard, key, images_dir, analysis, transformed_dir=None):
         self.journal = journal.ProcessJournal(journal_dir, shard, key)
-        self.files = ImageFiles(images_dir)
+        self.files = ImageFiles(images_dir, transformed_dir)
+        self.analysis = analysis
 
     def __call__(self, entry):
         shown = escape(entry.path)
         mark = self.journal.start(shown)
         try:
-            line = _row_line(entry, measure(entry.path, entry.file))
+            row = self.analysis.row(entry.path, entry.file, lambda column, image: self.files.save_image(shown, column, image))
+            line = _row_line(entry, row)
             self.files.write(shown, line)
             self.journal.write(line + "\n")
         except BaseException:
@@ -163,55 +222,28 @@ class Measurer:
             raise
         return line
 
-
-_worker = None  # the Measurer of a pool worker process
-
-
-def _start_worker(journal_dir, shard, key, images_dir, max_image_pixels):
-    global _worker
-    configure(max_image_pixels)
-    _worker = Measurer(journal_dir, shard, key, images_dir)
-
-
-def _measure_in_worker(entry):
-    return _worker(entry)
+    def record(self, entry, error):
+        """An error row this process writes for an image another process
+        was on (it died, or ran past the time limit)."""
+        line = _error_line(entry, error)
+        self.files.write(escape(entry.path), line)
+        self.journal.write(line + "\n")
+        return line
 
 
-def _measure_alone(measurer, entry):
-    """Measure one image in a forked child; None if the child died of a
-    signal (a crash, the OOM killer). Any other failure of the child (a
-    full disk) is raised here, as if measured in this process."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: measure, hand the line over, leave at once
-        os.close(read)
-        code = 0
-        try:
-            reply = b"L" + measurer(entry).encode("utf-8", "surrogateescape")
-        except BaseException as e:
-            reply, code = b"E" + pickle.dumps(e), 3
-        with os.fdopen(write, "wb") as pipe:
-            pipe.write(reply)
-        os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status) or not data:
-        return None
-    if data[:1] == b"E":
-        raise pickle.loads(data[1:])
-    return data[1:].decode("utf-8", "surrogateescape")
-
-
-def _died_line(entry, deaths, journal_folder):
-    row = new_row(entry.path, entry.file)
-    row["error"] = DIED.format(n=deaths, journal=journal_folder)
+def _error_line(entry, error):
+    row = {"path": entry.path, "class": os.path.basename(os.path.dirname(entry.file)),
+           "error": error, "note": ""}  # fmt: skip
     return _row_line(entry, row)
 
 
+def _died_line(entry, deaths, journal_folder):
+    return _error_line(entry, DIED.format(n=deaths, journal=journal_folder))
+
+
 def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log,
-              root=None, workers=1, journal_dir=None, started=None, csv_file=None):  # fmt: skip
+              root=None, workers=1, journal_dir=None, started=None, csv_file=None,
+              analysis="brightness", image_timeout=600.0, transformed_dir=None):  # fmt: skip
     """Measure the images listed in ``list_file``; return (images, errors).
 
     ``root`` is the folder the list's paths are relative to (default: the
@@ -221,7 +253,12 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
     on_error="fail" raise ImageFailed at the first bad image. ``started``
     (Unix time) is when the command began, for the log's clock line.
     ``csv_file``: where to write the rows as stats.csv lines too (for
-    aggregate_stats), before the table; None: nowhere.
+    aggregate_stats), before the table; None: nowhere. ``analysis``: the
+    config value naming the analysis (imagestats.analysis), loaded here
+    once, before the measuring processes fork. ``image_timeout``: seconds
+    an image may take. ``transformed_dir``: where images the analysis
+    returns are saved (default: a ``transformed`` folder beside the
+    table's folder).
     """
     started = time.time() if started is None else started
     configure(max_image_pixels)
@@ -229,13 +266,17 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
         root = read_plan_index(os.path.dirname(os.path.abspath(list_file)))["root"]
     table_dir = os.path.dirname(os.path.abspath(table_file))
     journal_dir = journal_dir or os.path.join(os.path.dirname(table_dir), "journal")
+    if transformed_dir is None:
+        transformed_dir = os.path.join(os.path.dirname(table_dir), "transformed")
     shard = os.path.basename(table_file)[: -len(".jsonl")]
-    key = journal.measure_key(max_image_pixels)
+    chosen = load(analysis)
+    key = journal.measure_key(version(analysis), max_image_pixels)
     entries = read_shard_list(list_file, root)
     earlier = journal.load(journal_dir, shard, key)
+    measuring = (journal_dir, shard, key, images_dir, chosen, transformed_dir)
     try:
-        return _run(entries, earlier, table_file, csv_file, images_dir, on_error, log, workers,
-                    journal_dir, shard, key, started, max_image_pixels)  # fmt: skip
+        return _run(entries, earlier, table_file, csv_file, on_error, log, workers,
+                    measuring, started, image_timeout)  # fmt: skip
     except OSError as e:
         if e.errno not in _STORAGE_ERRORS:
             raise
@@ -247,17 +288,21 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
         ) from None
 
 
-def _run(entries, earlier, table_file, csv_file, images_dir, on_error, log, workers, journal_dir,
-         shard, key, started, max_image_pixels):  # fmt: skip
+def _run(entries, earlier, table_file, csv_file, on_error, log, workers, measuring, started, image_timeout):
+    journal_dir, shard, key, images_dir, _, transformed_dir = measuring
     lines = [None] * len(entries)
     todo, suspects = [], []
     first = None
     journal_folder = os.path.join(journal_dir, shard)
+    check_images = os.path.isdir(transformed_dir)
     for i, entry in enumerate(entries):
         shown = escape(entry.path)
         hit = earlier.rows.get(shown)
         if hit is not None and hit[0] == entry.size and hit[1] == entry.mtime_ns:
-            lines[i] = hit[2]
+            if check_images and not _images_present(hit[2], shown, transformed_dir):
+                todo.append(i)  # a transformed image deleted since: made again
+            else:
+                lines[i] = hit[2]
         elif earlier.deaths.get(shown, 0) >= 2:
             lines[i] = _died_line(entry, earlier.deaths[shown], journal_folder)
         elif earlier.deaths.get(shown):
@@ -272,36 +317,15 @@ def _run(entries, earlier, table_file, csv_file, images_dir, on_error, log, work
                 _fail(entries[i], line)  # before measuring anything
             files.restore(escape(entries[i].path), line)  # a file deleted since
 
-    def done(i, line):
-        lines[i] = line
-        if on_error == "fail" and has_error(line):
-            _fail(entries[i], line)
-
     if todo or suspects:
         first = time.time()
-        measurer = Measurer(journal_dir, shard, key, images_dir)
-        for i in suspects:  # alone, so a second death is caught and kept apart
-            line = _measure_alone(measurer, entries[i])
-            measurer.journal.resync()
-            if line is None:
-                shown = escape(entries[i].path)
-                line = _died_line(entries[i], earlier.deaths[shown] + 1, journal_folder)
-                measurer.files.write(shown, line)
-                measurer.journal.write(line + "\n")
-            done(i, line)
-        if workers > 1 and len(todo) > 1:
-            _measure_with_pool(entries, todo, done, workers, (journal_dir, shard, key, images_dir, max_image_pixels))
-        else:
-            for i in todo:
-                done(i, measurer(entries[i]))
-        measurer.journal.close()
+        _measure(entries, todo, suspects, lines, earlier, on_error, workers, measuring, image_timeout)
     last = time.time()
     if csv_file is not None:
         write_atomic(csv_file, shard_csv_text(lines).encode("utf-8", "surrogateescape"))
     _write_table(table_file, lines)
     journal.keep(journal_dir, shard, key, table_file)
-    if images_dir is not None:
-        _remove_files_of_removed_images(earlier.own_kept, entries, images_dir)
+    _remove_files_of_removed_images(earlier.own_kept, entries, images_dir, transformed_dir)
     errors = 0
     for line in lines:
         if has_error(line):
@@ -322,48 +346,79 @@ def _run(entries, earlier, table_file, csv_file, images_dir, on_error, log, work
     return len(entries), errors
 
 
-def _measure_with_pool(entries, todo, done, workers, worker_args):
-    """Measure entries[i] for i in todo with ``workers`` processes, each
-    started with ``_start_worker(*worker_args)``; ``done(i, line)`` takes
-    each result (and may raise to stop the rest)."""
-    # Imported here: 13 ms of every shard's start, and most shards run one process.
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-    from multiprocessing import get_context
+def _images_present(line, shown, transformed_dir):
+    """Whether every transformed image a kept row names still exists."""
+    for column, value in json.loads(line).items():
+        if type(value) is str and value == transformed_file(transformed_dir, column, shown):
+            if not os.path.exists(value):
+                return False
+    return True
 
-    biggest_first = sorted(todo, key=lambda i: -entries[i].size)
-    average = sum(entries[i].size for i in todo) / len(todo)
-    # Small images: chunks, so the hand-over costs less than the image;
-    # big ones one at a time, so the processes finish together.
-    chunk = 1 if average > 1_000_000 else max(1, min(64, len(todo) // (workers * 8)))
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
-                               initializer=_start_worker, initargs=worker_args)  # fmt: skip
-    try:
-        results = pool.map(_measure_in_worker, [entries[i] for i in biggest_first], chunksize=chunk)
-        for i, line in zip(biggest_first, results):
-            done(i, line)
-    except BrokenProcessPool:
+
+_worker = None  # the Measurer of a measuring process
+
+
+def _measure(entries, todo, suspects, lines, earlier, on_error, workers, measuring, image_timeout):
+    """Measure entries[i] for i in suspects, each alone in a process of its
+    own (so a second death is caught and kept apart), then for i in todo
+    with ``workers`` processes, into ``lines``."""
+    journal_dir, shard = measuring[:2]
+    journal_folder = os.path.join(journal_dir, shard)
+    here = Measurer(*measuring)  # writes the rows of images a process died on or ran too long on
+
+    def start():
+        global _worker
+        _worker = Measurer(*measuring)
+
+    def measure(i):
+        return _worker(entries[i])
+
+    def done(i, line):
+        lines[i] = line
+        if on_error == "fail" and has_error(line):
+            _fail(entries[i], line)
+
+    def timed_out(i):
+        return here.record(entries[i], TIMED_OUT.format(seconds=image_timeout, journal=journal_folder))
+
+    def died_alone(i, status):
+        deaths = earlier.deaths[escape(entries[i].path)] + 1
+        return here.record(entries[i], DIED.format(n=deaths, journal=journal_folder))
+
+    def died_in_pool(i, status):
         raise WorkerDied(
-            f"a measuring process of {worker_args[1]} died (killed, or a decoder crash): "
+            f"a measuring process of {shard} died (killed, or a decoder crash): "
             "rerun; the images measured so far are kept, and the ones it was on are "
             "measured alone next time"
-        ) from None
+        )
+
+    try:
+        for i in suspects:
+            pool.run([i], 1, start, measure, done, timed_out, died_alone, image_timeout)
+        if todo:
+            if workers > 1:  # largest first, so no process is left with a big image at the end
+                todo = sorted(todo, key=lambda i: -entries[i].size)
+            average = sum(entries[i].size for i in todo) / len(todo)
+            # Small images: chunks, so the hand-over costs less than the image;
+            # big ones one at a time, so the processes finish together.
+            chunk = 1 if average > 1_000_000 else max(1, min(64, len(todo) // (workers * 8)))
+            pool.run(todo, workers, start, measure, done, timed_out, died_in_pool, image_timeout, chunk)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        here.journal.close()
 
 
-def _remove_files_of_removed_images(own_kept, entries, images_dir):
-    """Per-image files of images this shard held last time and holds no more.
+def _remove_files_of_removed_images(own_kept, entries, images_dir, transformed_dir):
+    """Per-image files and transformed images of images this shard held
+    last time and holds no more.
 
     A shard's name fixes the range of path hashes it holds, so an image
     that left it has left the plan (see imagestats.plan)."""
+    if images_dir is None and not os.path.isdir(transformed_dir):
+        return
     current = {escape(e.path) for e in entries}
     for shown in own_kept:
         if shown not in current:
-            try:
-                os.remove(stats_file(images_dir, shown))
-            except FileNotFoundError:
-                pass
+            remove_image_files(shown, images_dir, transformed_dir)
 
 
 def _write_table(table_file, lines):
@@ -384,4 +439,4 @@ def _fail(entry, line):
 FATAL = "image_stats: stopped: "
 
 # The exceptions image_stats.py turns into that line.
-SHARD_ERRORS = (ImageFailed, StorageFailed, WorkerDied)
+SHARD_ERRORS = (ImageFailed, StorageFailed, WorkerDied, AnalysisError)

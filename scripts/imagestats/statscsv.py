@@ -1,12 +1,16 @@
 """The stats.csv format: rows written as its lines, and its lines read back as cells.
 
-The CSV is byte for byte what ``DataFrame.to_csv`` wrote before (and what
-the benchmark's baseline writes): Python's csv writer with pandas'
-settings, numbers as ``str()`` (ints; a float's shortest repr, which is
-numpy's too), missing values empty. Each shard job writes its rows in
-this format (shard_csv_text); aggregate_stats merges those lines, and the
-summary reads stats.csv back (imagestats.aggregate). No pandas and no
-numpy here: a shard job imports this module.
+Columns: ``path``, ``class``, the analysis's columns, ``error``, ``note``.
+The analysis's columns are in the order its function returned them for the
+first image, by path, that it measured without error; a column that only
+some images return follows, in alphabetical order, and an image without it
+has an empty cell (``columns``). The format is what ``DataFrame.to_csv``
+writes (and what the benchmark's baseline writes): Python's csv writer with
+pandas' settings, every value as ``str()`` (a float's shortest repr, which
+reads back as the same float; True/False), None and NaN empty. Each shard job
+writes its rows in this format (shard_csv_text); aggregate_stats merges
+those lines, and the summary reads stats.csv back. No pandas and no numpy
+here: a shard job imports this module.
 """
 
 import csv
@@ -17,24 +21,37 @@ from contextlib import contextmanager
 from operator import itemgetter, methodcaller
 
 from .atomic import replaced
-from .measure import COLUMNS, INT_COLUMNS
 from .table import parse_lines
 
-# Positions of the columns in a row (a tuple or the cells of a line).
-PATH, CLASS, ERROR, NOTE = (COLUMNS.index(c) for c in ("path", "class", "error", "note"))
-MIN, MAX, MEAN, MEDIAN = (COLUMNS.index(c) for c in ("min", "max", "mean", "median"))
-INTS = tuple(COLUMNS.index(c) for c in INT_COLUMNS)
-_TEXT = tuple(i for i in range(len(COLUMNS)) if i not in INTS and i != MEAN)
-_row_tuple = itemgetter(*COLUMNS)  # extra keys (size, mtime_ns) are dropped
+FIRST = ("path", "class")
+LAST = ("error", "note")
+# Keys of a table line that are not columns: which version of the image
+# file the row describes (imagestats.shard).
+BOOKKEEPING = ("size", "mtime_ns")
+_NOT_ANALYSIS = frozenset(FIRST + LAST + BOOKKEEPING)
+PATH, CLASS = 0, 1
 _path_of = itemgetter(PATH)
-_NONE = type(None)
+_key_path = itemgetter("path")
 
 BATCH = 8192  # rows converted at a time by shard_csv_text
-HEADER = ",".join(COLUMNS) + os.linesep  # as csv.writer writes it: no cell needs quotes
 # A line of a CSV file that csv_writer wrote: up to and with the last
 # character of os.linesep (the lines a file object gives with newline=os.linesep).
 _LINE = re.compile(f"[^{re.escape(os.linesep[-1])}]*(?:{re.escape(os.linesep[-1])}|$)")
 _group = methodcaller("group")
+
+
+def analysis_columns(first_keys, other_keys):
+    """The analysis's columns: ``first_keys`` (those of the first row measured
+    without error, by path, in its order), then the rest of ``other_keys``
+    sorted; the workflow's own keys left out."""
+    first = [k for k in first_keys if k not in _NOT_ANALYSIS]
+    return first + sorted(set(other_keys).difference(first, _NOT_ANALYSIS))
+
+
+def header(columns):
+    """The whole header of rows with these analysis columns."""
+    return (*FIRST, *columns, *LAST)
+
 
 # ------------------------------------------------------------ writing
 
@@ -61,90 +78,82 @@ def write_csv(out, header, rows):
         writer.writerows(rows)
 
 
+def csv_line(cells):
+    """One row as csv_writer writes it, line ending included."""
+    buffer = io.StringIO()
+    csv_writer(buffer).writerow(cells)
+    return buffer.getvalue()
+
+
 # Characters that make the csv writer quote a field (QUOTE_MINIMAL), or more.
 _SPECIAL = (",", '"', "\r", "\n")
 
 
 def _cells(column):
-    """Each value as the csv writer writes it: str(), None empty."""
+    """Each value as the csv writer writes it: str(); None and NaN empty, as pandas writes them."""
     cells = list(map(str, column))
-    if None in column:  # the numbers of an error row: few, found by C-level scans
-        i = -1
-        try:
-            while True:
-                i = column.index(None, i + 1)
-                cells[i] = ""
-        except ValueError:
-            pass
+    for missing, found in ((None, column), ("nan", cells)):
+        if missing in found:  # an error row's values, a NaN: found by C-level scans
+            i = -1
+            try:
+                while True:
+                    i = found.index(missing, i + 1)
+                    if missing is None or type(column[i]) is float:  # not the text "nan"
+                        cells[i] = ""
+            except ValueError:
+                pass
     return cells
 
 
-def _csv_text(batch, columns):
-    """The CSV lines of ``batch`` (typed rows; ``columns``: their columns),
-    as csv.writer writes them, at a third of its cost: a row whose text
-    holds none of _SPECIAL is its cells joined by commas; the others are
-    left to the writer."""
-    cells = [_cells(column) for column in columns]
+def _csv_text(batch):
+    """The CSV lines of ``batch`` (tuples), as csv.writer writes them, at a
+    third of its cost: a row whose text holds none of _SPECIAL is its cells
+    joined by commas; the others are left to the writer."""
+    cells = [_cells(column) for column in zip(*batch)]
     lines = list(map(",".join, zip(*cells)))
     special = set()
-    for i in _TEXT:
-        text = "".join(cells[i])
+    for column in cells:
+        text = "".join(column)
         if any(ch in text for ch in _SPECIAL):
-            special.update(j for j, cell in enumerate(cells[i]) if any(ch in cell for ch in _SPECIAL))
-    if special:
-        buffer = io.StringIO()
-        writer = csv_writer(buffer)
-        for j in special:
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow(batch[j])
-            lines[j] = buffer.getvalue()[: -len(os.linesep)]
+            special.update(j for j, cell in enumerate(column) if any(ch in cell for ch in _SPECIAL))
+    for j in special:
+        lines[j] = csv_line(batch[j])[: -len(os.linesep)]
     lines.append("")
     return os.linesep.join(lines)
 
 
-def _typed(batch, columns):
-    """``batch`` with pandas' cell types: nullable ints, float means.
-
-    json.loads already gives ints and floats, so this is a check that
-    costs little; a row that is off (a NaN, an int mean, a float width)
-    is converted as the DataFrame did: NaN written empty, 15 as 15.0."""
-    means = columns[MEAN]
-    if (
-        all(set(map(type, columns[i])) <= {int, _NONE} for i in INTS)
-        and set(map(type, means)) <= {float, _NONE}
-        and not any(m != m for m in means)  # NaN
-    ):
-        return batch
-    return [_typed_row(row) for row in batch]
+def first_measured(dicts):
+    """The first row without an error (the rows in path order), or None."""
+    return next((row for row in dicts if not row.get("error")), None)
 
 
-def _typed_row(row):
-    row = list(row)
-    for i in INTS:
-        value = row[i]
-        row[i] = None if value is None or value != value else int(value)
-    value = row[MEAN]
-    row[MEAN] = None if value is None or value != value else float(value)
-    return row
+def row_columns(dicts):
+    """The analysis columns of table rows in path order (see the module doc)."""
+    first = first_measured(dicts)
+    shapes = set(map(tuple, dicts))  # the rows' key sequences: few distinct ones
+    others = set().union(*shapes) if shapes else set()
+    return analysis_columns(first or (), others)
 
 
 def shard_csv_text(lines):
     """The header and the stats.csv lines of a shard's rows, in path order,
     from its table lines (JSON; a shard job writes this beside its table)."""
     dicts = parse_lines(lines)
-    try:
-        rows = list(map(_row_tuple, dicts))
-    except KeyError:  # a row without some column: empty in the CSV, as before
-        rows = [tuple(map(row.get, COLUMNS)) for row in dicts]
+    dicts.sort(key=_key_path)  # stable; a table already in path order costs one pass
+    names = header(row_columns(dicts))
+    whole = itemgetter(*names)
+
+    def cells(row):
+        try:
+            return whole(row)
+        except KeyError:  # an error row, or one without some column: empty cells
+            return tuple(map(row.get, names))
+
+    rows = list(map(cells, dicts))
     del dicts
-    rows.sort(key=_path_of)  # stable; a table already in path order costs one pass
-    parts = [HEADER]
+    parts = [csv_line(names)]
     for start in range(0, len(rows), BATCH):
-        batch = rows[start : start + BATCH]
-        columns = list(zip(*batch))
-        typed = _typed(batch, columns)
-        parts.append(_csv_text(typed, columns if typed is batch else list(zip(*typed))))
+        parts.append(_csv_text(rows[start : start + BATCH]))
     return "".join(parts)
 
 

@@ -85,10 +85,13 @@ def _size(n):
     return f"{n} bytes"
 
 
-def estimate(folder, due_images, due_shards, per_image_files, block=None, image_folders=0):
+def estimate(folder, due_images, due_shards, per_image_files, block=None, image_folders=0,
+             transformed=()):  # fmt: skip
     """Files and bytes the due work creates; each file takes at least a
     whole filesystem block (``block``: the filesystem's, from statvfs).
-    ``image_folders``: folders under results/images/ (one per image folder)."""
+    ``image_folders``: folders under results/images/ (one per image folder).
+    ``transformed``: the bytes of each image an analysis returns per image
+    (a PNG under results/transformed/<column>/ each, folders mirrored)."""
     if block is None:
         st = _statvfs(folder)
         block = st.f_frsize if st else 4096
@@ -98,8 +101,15 @@ def estimate(folder, due_images, due_shards, per_image_files, block=None, image_
     size = due_images * BYTES_PER_ROW * 3 + due_shards * FILES_PER_SHARD * block + FINAL_BYTES
     if per_image_files:
         files += due_images + image_folders
-        size += (due_images * max(1, -(-BYTES_PER_ROW // block)) + image_folders) * block
+        size += (due_images * _blocks(BYTES_PER_ROW, block) + image_folders) * block
+    for png in transformed:
+        files += due_images + image_folders
+        size += (due_images * _blocks(png, block) + image_folders) * block
     return files, size
+
+
+def _blocks(size, block):
+    return max(1, -(-int(size) // block))
 
 
 def _statvfs(folder):
@@ -216,9 +226,18 @@ def disk_quota(folder, user):
     return None
 
 
-def storage_plan(folder, due_images, due_shards, per_image_files, image_folders=0):
-    files, size = estimate(folder, due_images, due_shards, per_image_files, image_folders=image_folders)
+def storage_plan(folder, due_images, due_shards, per_image_files, image_folders=0, transformed=None):
+    """``transformed``: {column: estimated PNG bytes per image} of the images
+    the analysis returns (imagestats.analysis.Analysis.probe)."""
+    transformed = transformed or {}
+    files, size = estimate(folder, due_images, due_shards, per_image_files, image_folders=image_folders,
+                           transformed=transformed.values())  # fmt: skip
     plan = StoragePlan(folder, files, size)
+    for column, png in transformed.items():
+        plan.notes.append(
+            f"of which {due_images:,} PNG images of column {column} under results/transformed/{column}/, "
+            f"~{_size(png)} each"
+        )
     room = filesystem_room(folder)
     if room is not None:
         plan.rooms.append(room)

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from . import journal, resources, snakemake_internals, storage
+from . import analysis, journal, resources, snakemake_internals, storage
 from .names import escape
 from .plan import (
     ConfigError,
@@ -37,6 +37,7 @@ PLAN_DIR = "results/plan"
 TABLE_DIR = "results/shards"
 JOURNAL_DIR = "results/journal"
 IMAGES_DIR = "results/images"
+TRANSFORMED_DIR = "results/transformed"
 SHARD_LOG_DIR = "logs/image_stats"
 CONFIG_FILE = "config/config.yaml"
 SCHEMA_FILE = "config/schema.yaml"
@@ -84,12 +85,40 @@ def bundled_paths(workflow, config, used_file):
             config["input_dir"] = bundled
 
 
+class ChosenAnalysis:
+    """The config's analysis as the Snakefile uses it: ``spec`` as written,
+    ``resolved`` (a FILE.py made absolute) for the jobs, ``version`` (the
+    shard rule's rerun trigger), ``figures`` (which summary and figures fit
+    its rows) and, in the main process, the loaded ``analysis``."""
+
+    def __init__(self, spec, workflow):
+        self.spec = spec
+        try:
+            kind, target, function = analysis.parse(spec)
+            self.resolved = f"{target}:{function}" if kind == "file" else spec
+            self.version = analysis.version(spec)
+            self.figures = analysis.figures(spec)
+            self.analysis = None
+            if workflow.is_main_process:
+                # Imported here, before any job, so a missing function or a
+                # module that does not import stops the run with one line;
+                # without bytecode files, since a dry run changes no file.
+                dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+                try:
+                    self.analysis = analysis.load(spec)
+                finally:
+                    sys.dont_write_bytecode = dont_write
+        except analysis.AnalysisError as e:
+            raise PlanError(str(e)) from None
+
+
 class WorkflowPlan:
     """The plan as the Snakefile uses it: shard names, each shard's list,
     threads and resources, and the hooks of a run."""
 
-    def __init__(self, workflow, config, plan, slurm):
+    def __init__(self, workflow, config, plan, slurm, chosen=None):
         self.workflow = workflow
+        self.chosen = chosen
         self.config = config
         self.plan = plan
         self.slurm = slurm  # (account, configured limit) on a Slurm profile, else None
@@ -117,7 +146,9 @@ class WorkflowPlan:
     def runtime(self, wildcards, attempt, threads):
         self._check()
         shard = self.plan.shards[wildcards.shard]
-        return resources.shard_runtime_min(shard.images, shard.bytes, threads, attempt)
+        return resources.shard_runtime_min(
+            shard.images, shard.bytes, threads, attempt, image_timeout=self.config["image_timeout"]
+        )
 
     def mem_mb(self, wildcards, attempt, threads):
         self._check()
@@ -148,13 +179,39 @@ class WorkflowPlan:
         due_shards = [job for job in due if job.rule.name == SHARD_RULE]
         due_images = sum(self.plan.shards[job.wildcards_dict["shard"]].images for job in due_shards)
         folders = self.plan.selection.folder_count() if due_images else 0
-        report = storage.storage_plan(".", due_images, len(due_shards), self.config["per_image_files"], folders)
+        due_bytes = sum(self.plan.shards[job.wildcards_dict["shard"]].bytes for job in due_shards)
+        transformed = self._probe(due_bytes / due_images) if due_images else {}
+        report = storage.storage_plan(
+            ".", due_images, len(due_shards), self.config["per_image_files"], folders, transformed
+        )
         print(report.describe(), file=sys.stderr)
         if report.verdict():
             raise PlanError(report.verdict())
         if self.slurm is not None:
             self._check_slurm(due)
         snakemake_internals.end_status_sleep_at_shutdown(self.workflow)
+
+    def _probe(self, files_bytes):
+        """Measure the first image with the analysis (nothing written): its
+        columns for the terminal, the sizes of the images it returns for
+        the storage plan, and a warning when it fails on that image."""
+        chosen = self.chosen
+        if chosen is None or chosen.analysis is None:
+            return {}
+        images = self.plan.selection
+        path = images.paths[0]
+        row, transformed = chosen.analysis.probe(path, os.path.join(images.root, path), files_bytes)
+        if row["error"]:
+            print(
+                f"warning: analysis {chosen.spec} failed on the first image, {escape(path)}: {row['error']}. "
+                "If it fails on every image, stop the run (Ctrl-C) and fix the function.",
+                file=sys.stderr,
+            )
+        else:
+            columns = [c for c in row if c not in ("path", "class", "error", "note")]
+            shown = ", ".join(columns[:12]) + (f" and {len(columns) - 12} more" if len(columns) > 12 else "")
+            print(f"Analysis: {chosen.spec}, {len(columns)} column(s): {shown}", file=sys.stderr)
+        return transformed
 
     def _check_slurm(self, due):
         account, limit = self.slurm
@@ -203,10 +260,10 @@ class WorkflowPlan:
             self.progress.stop()
 
 
-def plan_for_workflow(workflow, config):
+def plan_for_workflow(workflow, config, chosen=None):
     slurm = slurm_settings(workflow)
     if not workflow.is_main_process:
-        return WorkflowPlan(workflow, config, Plan.from_index(read_plan_index(PLAN_DIR)), slurm)
+        return WorkflowPlan(workflow, config, Plan.from_index(read_plan_index(PLAN_DIR)), slurm, chosen)
     try:
         plan = make_plan(config, slurm=slurm is not None)
     except ConfigError as e:
@@ -231,7 +288,7 @@ def plan_for_workflow(workflow, config):
     )
     if config["on_error"] == "fail":
         check_no_recorded_errors(plan)
-    return WorkflowPlan(workflow, config, plan, slurm)
+    return WorkflowPlan(workflow, config, plan, slurm, chosen)
 
 
 def check_no_recorded_errors(plan, most=10):
@@ -282,7 +339,10 @@ def failed_shards(since):
 def forget_vanished_shards(plan):
     """After a successful run: what shards that no longer exist kept
     (split, merged, or from other limits) is not needed any more, and the
-    per-image files of images that left the plan go with it."""
+    per-image files and transformed images of images that left the plan
+    go with it."""
+    from .shard import remove_image_files  # here: the Snakefile's parse does not need Pillow
+
     try:
         names = [n for n in os.listdir(JOURNAL_DIR) if n not in plan.shards]
     except FileNotFoundError:
@@ -296,7 +356,7 @@ def forget_vanished_shards(plan):
             if file.startswith("kept-"):
                 for shown in journal.rows_of(os.path.join(folder, file)):
                     if shown not in current:
-                        _remove(os.path.join(IMAGES_DIR, stats_file_key(shown) + ".json"))
+                        remove_image_files(shown, IMAGES_DIR, TRANSFORMED_DIR)
         journal.forget(JOURNAL_DIR, name)
     try:
         files = os.listdir(TABLE_DIR)
