@@ -96,7 +96,7 @@ def _module_file(dotted, spec):
     if found is None or not found.origin or not os.path.isfile(found.origin):
         raise AnalysisError(
             f"analysis '{spec}': no module {dotted} that Python can import{why}; install it, "
-            "add its folder to PYTHONPATH, or name its file instead (FILE.py:FUNCTION)"
+            "add its folder to PYTHONPATH, or name its file in 'analysis' instead (FILE.py:FUNCTION)"
         )
     return found.origin
 
@@ -155,7 +155,7 @@ def load(spec, workdir="."):
         )
     if not callable(function):
         raise AnalysisError(
-            f"analysis '{spec}': {name} is a {type(function).__name__}, not a function; "
+            f"analysis '{spec}': {name} is not a function but a {type(function).__name__}; "
             "name a function of one image in 'analysis'"
         )
     return Analysis(spec, function)
@@ -191,7 +191,7 @@ def _import(how, spec):
     except Exception as e:
         raise AnalysisError(
             f"analysis '{spec}': importing it failed: {type(e).__name__}: {e}{_where(e)}; "
-            "fix the module (python3 -c 'import ...' shows the whole traceback)"
+            "fix the module that 'analysis' names (python3 -c 'import ...' shows the whole traceback)"
         ) from None
 
 

@@ -144,10 +144,8 @@ def run(indices, workers, start, measure, done, timed_out, died, timeout, chunk=
                 process = busy[key.fd]
                 data = os.read(key.fd, 1 << 16)
                 if not data:  # the process ended without finishing its images
-                    retire(process)
                     i = process.held.popleft() if process.held else None
-                    todo.extendleft(reversed(process.held))
-                    process.held.clear()
+                    retire(process)  # the rest of its chunk goes to another process
                     status = process.reap()
                     if i is not None:
                         done(i, died(i, status))

@@ -10,13 +10,14 @@ of stale lists wait for ``onstart``, which Snakemake calls holding its lock.
 """
 
 import gc
+import json
 import os
 import shlex
 import sys
 import threading
 import time
 
-from . import analysis, journal, resources, snakemake_internals, storage
+from . import analysis, journal, pool, resources, snakemake_internals, storage
 from .names import escape
 from .plan import (
     ConfigError,
@@ -24,7 +25,6 @@ from .plan import (
     make_plan,
     read_plan_index,
     remove_stale_lists,
-    stats_file_key,
     write_index,
     write_lists,
 )
@@ -40,6 +40,8 @@ IMAGES_DIR = "results/images"
 TRANSFORMED_DIR = "results/transformed"
 SHARD_LOG_DIR = "logs/image_stats"
 CONFIG_FILE = "config/config.yaml"
+# At most this long for the plan's look at the first image (imagestats.analysis.Analysis.probe).
+PROBE_SECONDS = 20
 SCHEMA_FILE = "config/schema.yaml"
 
 
@@ -194,13 +196,28 @@ class WorkflowPlan:
     def _probe(self, files_bytes):
         """Measure the first image with the analysis (nothing written): its
         columns for the terminal, the sizes of the images it returns for
-        the storage plan, and a warning when it fails on that image."""
+        the storage plan, and a warning when it fails on that image. In a
+        forked process with a time limit: an analysis that hangs or kills
+        its process on that image must not take the plan with it."""
         chosen = self.chosen
         if chosen is None or chosen.analysis is None:
             return {}
         images = self.plan.selection
         path = images.paths[0]
-        row, transformed = chosen.analysis.probe(path, os.path.join(images.root, path), files_bytes)
+        file = os.path.join(images.root, path)
+        found = []
+        pool.run(
+            [0], 1, lambda: None,
+            lambda _: json.dumps(chosen.analysis.probe(path, file, files_bytes)),
+            lambda _, line: found.append(line),
+            lambda _: f"it took longer than {PROBE_SECONDS} s",
+            lambda _, status: f"its process died ({status})",
+            min(PROBE_SECONDS, self.config["image_timeout"]),
+        )  # fmt: skip
+        if not found[0].startswith("["):
+            row, transformed = {"error": found[0]}, {}
+        else:
+            row, transformed = json.loads(found[0])
         if row["error"]:
             print(
                 f"warning: analysis {chosen.spec} failed on the first image, {escape(path)}: {row['error']}. "
