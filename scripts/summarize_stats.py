@@ -25,7 +25,8 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Not matplotlib: the reader forked below must not pay for it.
-from imagestats.aggregate import AggregateError, read_stats_csv  # noqa: E402
+from imagestats.aggregate import AggregateError  # noqa: E402
+from imagestats.stats import read_stats_csv  # noqa: E402
 from imagestats.summary import FIGURES, summary_messages, write_summary  # noqa: E402
 
 SUMMARY_FILES = ("summary", "errors", "summary_html", "errors_html")

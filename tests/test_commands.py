@@ -12,7 +12,8 @@ import pytest
 
 from conftest import SCRIPTS, as_numbers, check_png, read_stats, reference
 from imagestats import aggregate, plots, statscsv
-from imagestats.aggregate import AggregateError, Stats, read_stats_csv
+from imagestats.aggregate import AggregateError
+from imagestats.stats import Stats, read_stats_csv
 from imagestats.measure import COLUMNS, INT_COLUMNS
 from imagestats.plan import make_plan, write_plan
 from imagestats.shard import run_shard
@@ -172,8 +173,7 @@ def test_summarize_keeps_a_class_named_na_and_warns_about_one_named_all(tmp_path
 
 @pytest.mark.parametrize("failing", plots.FIGURES)
 def test_a_figure_failing_in_any_process_is_named_and_the_others_drawn(tmp_path, monkeypatch, failing):
-    stats = aggregate.Stats.from_rows([_row("A/1.jpg", mean=10.0), _row("A/2.jpg", mean=20.0)],
-                                      keep_paths=True)  # fmt: skip
+    stats = Stats.from_rows([_row("A/1.jpg", mean=10.0), _row("A/2.jpg", mean=20.0)], keep_paths=True)
 
     def broken(*args):
         raise RuntimeError("no ink")
@@ -260,6 +260,7 @@ def test_stats_csv_is_byte_for_byte_what_pandas_wrote(tmp_path, monkeypatch, ord
     every boundary; the size and mtime_ns keys of a row are dropped."""
     monkeypatch.setattr(aggregate, "BATCH", 5)
     monkeypatch.setattr(statscsv, "BATCH", 5)
+    monkeypatch.setattr("imagestats.stats.BATCH", 5)
     rng = random.Random(order)
     rows = NASTY + [_row(f"Gen{rng.randrange(4)}/{rng.random()}.jpg", mean=rng.uniform(0, 255))
                     for _ in range(200)]  # fmt: skip

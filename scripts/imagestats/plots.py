@@ -10,7 +10,7 @@ Every figure is 16 x 9 inches at ``dpi`` (1600 x 900 px at the default 100)
 so it reads on a laptop screen and in the report; classes run down the y
 axis so long folder names such as ``HerbaceousVegetation`` stay horizontal.
 
-The figures take ``aggregate.Stats`` (numpy columns in path order), not a
+The figures take ``stats.Stats`` (numpy columns in path order), not a
 DataFrame. At 27,000 images most of their time is matplotlib's Python work
 per artist (ticks, text) and zlib, not the data, so ``draw_all`` can draw
 them in forked processes at once; titles sit at a fixed height (no

@@ -3,7 +3,7 @@
 Every number is what pandas gave on the rows of stats.csv, where this
 module began (mean, median, sd with n-1, percentiles with linear
 interpolation, min, max, skipping missing values), computed the way pandas
-computes it, with numpy on the columns of ``aggregate.Stats``: the same
+computes it, with numpy on the columns of ``stats.Stats``: the same
 sums in the same order, so the same floats bit for bit, without pandas'
 import (half a second) and a DataFrame of every row. The tests check the
 numbers against Python's statistics module and against pandas.
@@ -161,7 +161,7 @@ def _cell(value):
 def write_summary(stats, summary_csv, errors_csv, summary_page, errors_page,
                   factor=IQR_FACTOR):  # fmt: skip
     """summary.csv, errors.csv and their HTML views from ``stats``
-    (aggregate.Stats); returns (summary rows, error rows)."""
+    (stats.Stats); returns (summary rows, error rows)."""
     summary = summary_rows(stats, factor)
     errors = list(stats.errors)
     write_csv(summary_csv, SUMMARY_COLUMNS,
