@@ -13,6 +13,7 @@ import pytest
 from conftest import SCRIPTS, as_numbers, check_png, read_stats, reference
 from imagestats import aggregate, plots, statscsv
 from imagestats.aggregate import AggregateError
+from imagestats.figures import BRIGHTNESS, FIGURES
 from imagestats.stats import Stats, read_stats_csv
 from imagestats.measure import COLUMNS, INT_COLUMNS
 from imagestats.plan import make_plan, write_plan
@@ -171,7 +172,7 @@ def test_summarize_keeps_a_class_named_na_and_warns_about_one_named_all(tmp_path
         assert list(csv.reader(f)) == [["path", "class", "error"], ["Forest/bad.jpg", "Forest", "empty file"]]
 
 
-@pytest.mark.parametrize("failing", plots.FIGURES)
+@pytest.mark.parametrize("failing", FIGURES[BRIGHTNESS])
 def test_a_figure_failing_in_any_process_is_named_and_the_others_drawn(tmp_path, monkeypatch, failing):
     stats = Stats.from_rows([_row("A/1.jpg", mean=10.0), _row("A/2.jpg", mean=20.0)], keep_paths=True)
 
@@ -179,11 +180,11 @@ def test_a_figure_failing_in_any_process_is_named_and_the_others_drawn(tmp_path,
         raise RuntimeError("no ink")
 
     monkeypatch.setattr(plots, failing, broken)  # the forked processes inherit it
-    outputs = {name: tmp_path / f"{name}.png" for name in plots.FIGURES}
+    outputs = {name: tmp_path / f"{name}.png" for name in FIGURES[BRIGHTNESS]}
     with pytest.raises(plots.FigureFailed, match=f"could not draw {failing} "):
         plots.draw_all(stats, outputs, jobs=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{name}.png" for name in plots.FIGURES if name != failing
+        f"{name}.png" for name in FIGURES[BRIGHTNESS] if name != failing
     )
 
 
