@@ -35,7 +35,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Not matplotlib: the reader forked below must not pay for it.
 from imagestats.aggregate import AggregateError  # noqa: E402
-from imagestats.figures import BRIGHTNESS, COLUMNS, FIGURES, MAX_PLOTTED, plot_choice  # noqa: E402
+from imagestats.figures import (  # noqa: E402
+    BRIGHTNESS, COLUMNS, FIGURES, MAX_PLOTTED, figure_option, plot_choice,
+)  # fmt: skip
 from imagestats.stats import read_stats_csv  # noqa: E402
 from imagestats.summary import summary_messages, write_summary  # noqa: E402
 
@@ -88,21 +90,17 @@ def read_beside(*args):
     return result
 
 
-def _option(name):
-    return f"--{name.replace('_', '-')}"
-
-
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stats_csv", help="stats.csv, as aggregate_stats wrote it")
     for name in SUMMARY_FILES:
-        parser.add_argument(_option(name), required=True, help="summary file to write")
+        parser.add_argument(f"--{name.replace('_', '-')}", required=True, help="summary file to write")
     parser.add_argument("--analysis", default="brightness", help="the analysis's name, for titles")
     parser.add_argument("--figures", choices=list(FIGURES), default=BRIGHTNESS,
                         help="which summary and figures (default: %(default)s)")  # fmt: skip
     for mode, names in FIGURES.items():
         for name in names:
-            parser.add_argument(_option(name), help=f"PNG to write (needed with --figures {mode})")
+            parser.add_argument(figure_option(name), help=f"PNG to write (needed with --figures {mode})")
     parser.add_argument("--plot-columns", nargs="*", metavar="NAME",
                         help=f"numeric columns to draw with --figures columns (none: every one, up to {MAX_PLOTTED})")  # fmt: skip
     parser.add_argument("--dpi", type=int, default=100)
@@ -111,7 +109,7 @@ def parse_arguments(argv):
     parser.add_argument("--jobs", type=int, default=1,
                         help=f"processes at once (1 to {most}; the rule's threads)")  # fmt: skip
     args = parser.parse_args(argv)
-    missing = [_option(name) for name in FIGURES[args.figures] if getattr(args, name) is None]
+    missing = [figure_option(name) for name in FIGURES[args.figures] if getattr(args, name) is None]
     if missing:
         parser.error(f"the following arguments are required with --figures {args.figures}: {', '.join(missing)}")
     return args

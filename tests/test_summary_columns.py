@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SCRIPTS, check_png
+from conftest import REPO, SCRIPTS, check_png, snakemake
 from imagestats import plots, summary
 from imagestats.figures import MAX_PLOTTED, ColumnsError, plot_choice, plot_columns_problem
 from imagestats.stats import read_stats_csv
@@ -314,3 +314,31 @@ def test_greyscale_summary_and_figures_are_brightness_ones(tmp_path):
         written[analysis] = {f.name: f.read_bytes() for f in files}
     assert written["greyscale"] == written["brightness"]
     assert written["greyscale"]["s.csv"].startswith(b"class,images,ok,errors,error_share,notes,min_of_min")
+
+
+SAMPLE = REPO / "config" / "sample" / "EuroSAT_RGB"
+
+
+@pytest.mark.parametrize("analysis", ["brightness", "bands"])
+def test_the_workflow_asks_for_the_figures_of_the_analysis(tmp_path, analysis):
+    """A dry run: summarize_stats's outputs and options follow the analysis."""
+    config = (f"input_dir={SAMPLE}", f"analysis={analysis}", "plot_columns=[R_mean, 'G mean']")
+    done = snakemake(tmp_path, "-n", "-p", config=config)
+    (command,) = [line for line in done.output.splitlines() if "summarize_stats.py" in line]
+    if analysis == "bands":
+        assert "--figures columns --columns-by-class results/plots/columns_by_class.png" in command
+        assert "--plot-columns R_mean 'G mean' " in command
+        assert "brightness_by_class" not in done.output
+    else:
+        assert "--figures brightness --brightness-by-class results/plots/brightness_by_class.png" in command
+        assert "--min-max results/plots/min_max.png --outliers results/plots/outliers.png" in command
+        assert "--plot-columns --dpi" in " ".join(command.split())  # no names: it draws no column
+        assert "columns_by_class" not in done.output
+
+
+def test_a_wrong_plot_columns_list_stops_the_workflow_before_any_job(tmp_path):
+    done = snakemake(tmp_path, "-n", config=(f"input_dir={SAMPLE}", "analysis=bands", "plot_columns=[a, a]"),
+                     check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert "plot_columns names 'a' twice" in done.output
+    assert "summarize_stats" not in done.output

@@ -7,6 +7,7 @@ class). No numpy or matplotlib: the Snakefile imports this module at parse
 time for the outputs of summarize_stats and the check of plot_columns.
 """
 
+import shlex
 from typing import NamedTuple
 
 BRIGHTNESS, COLUMNS = "brightness", "columns"
@@ -21,7 +22,19 @@ FIGURES = {
     },
     COLUMNS: {"columns_by_class": "numeric columns per class"},
 }
+# The caption of summary.csv and summary.html, whose columns differ by mode.
+SUMMARY_CAPTIONS = {BRIGHTNESS: "report/summary.rst", COLUMNS: "report/summary_columns.rst"}
 MAX_PLOTTED = 12  # columns drawn when plot_columns is null: more panels get unreadable
+
+
+def figure_option(name):
+    """summarize_stats's option for the file of figure ``name``."""
+    return f"--{name.replace('_', '-')}"
+
+
+def figure_options(files):
+    """The options giving summarize_stats the figures' files (figure name -> file), as shell words."""
+    return " ".join(f"{figure_option(name)} {shlex.quote(str(file))}" for name, file in files.items())
 
 
 class ColumnsError(ValueError):
