@@ -71,7 +71,7 @@ class Stats:
         if columns is None:
             columns = [] if first is None else [k for k in first if k not in FIRST + LAST]
         header = [*FIRST, *columns, *LAST]
-        collector = _Collector(header, BATCH, keep_paths)
+        collector = _Collector(header, keep_paths)
         rows = rows if first is None else iter([first, *rows])
         while batch := [[_cell(row.get(name)) for name in header] for row in islice(rows, BATCH)]:
             collector.add(batch)
@@ -97,15 +97,17 @@ def _cell(value):
 
 
 class _Collector:
-    """Builds Stats from batches of rows (lists of cells), in arrays that
-    grow by doubling (no copies of the columns at the end)."""
+    """Builds Stats from batches of rows (lists of cells): each column a
+    list of per-batch arrays, joined once at the end column by column (at
+    most one column held twice, where growing arrays by doubling held up
+    to three times each)."""
 
-    def __init__(self, header, expected, keep_paths):
+    def __init__(self, header, keep_paths):
         self.columns = header[len(FIRST) : -len(LAST)]
         self.codes = {}  # class name -> code in order of appearance
-        self.cls = np.empty(expected, np.int32)
+        self.cls = []
         # Every column is numeric until a cell says otherwise.
-        self.numeric = {len(FIRST) + i: np.empty(expected, np.float64) for i in range(len(self.columns))}
+        self.numeric = {len(FIRST) + i: [] for i in range(len(self.columns))}
         self.integer = set(self.numeric)
         self.failed, self.noted, self.errors = [], [], []
         self.rows = 0
@@ -117,20 +119,15 @@ class _Collector:
             for name in classes:
                 self.codes.setdefault(name, len(self.codes))
             codes = list(map(self.codes.get, classes))
-        return codes
+        return np.array(codes, dtype=np.int32)
 
-    def _grow(self, end):
-        if end > len(self.cls):
-            self.cls = np.resize(self.cls, 2 * end)
-            self.numeric = {i: np.resize(a, 2 * end) for i, a in self.numeric.items()}
-
-    def _numbers(self, i, cells, start, end):
-        """Column ``i``'s cells of rows start:end as numbers; False if one is text."""
+    def _numbers(self, i, cells):
+        """Column ``i``'s cells as numbers (appended to its arrays); False if one is text."""
         integer = i in self.integer and "".join(cells)
         if "" in cells:  # an error row's, or a value the analysis did not give
             cells = [None if cell == "" else cell for cell in cells]
         try:
-            self.numeric[i][start:end] = np.array(cells, dtype=np.float64)  # None -> NaN
+            self.numeric[i].append(np.array(cells, dtype=np.float64))  # None -> NaN
         except ValueError:  # True, False or text
             return False
         if integer and any(ch in integer for ch in _NOT_INT):
@@ -138,11 +135,10 @@ class _Collector:
         return True
 
     def add(self, batch):
-        start, end = self.rows, self.rows + len(batch)
-        self._grow(end)
+        start = self.rows
         columns = list(zip(*batch))
-        self.cls[start:end] = self._codes(columns[CLASS])
-        for i in [i for i in self.numeric if not self._numbers(i, columns[i], start, end)]:
+        self.cls.append(self._codes(columns[CLASS]))
+        for i in [i for i in self.numeric if not self._numbers(i, columns[i])]:
             del self.numeric[i]
             self.integer.discard(i)
         errors, notes = columns[ERROR], columns[NOTE]
@@ -155,7 +151,12 @@ class _Collector:
             self.noted += [i for i, note in enumerate(notes, start) if note]
         if self.path_blocks is not None:
             self.path_blocks.append("\0".join(columns[PATH]))
-        self.rows = end
+        self.rows += len(batch)
+
+    def _joined(self, chunks):
+        array = np.concatenate(chunks) if chunks else np.empty(0)
+        chunks.clear()
+        return array
 
     def stats(self):
         classes = sorted(self.codes)
@@ -166,10 +167,11 @@ class _Collector:
         noted = np.zeros(self.rows, dtype=bool)
         noted[self.noted] = True
         name = self.columns.__getitem__
-        numeric = {name(i - len(FIRST)): a[: self.rows] for i, a in self.numeric.items()}
+        numeric = {name(i - len(FIRST)): self._joined(chunks) for i, chunks in self.numeric.items()}
         return Stats(
-            classes, rank[self.cls[: self.rows]], failed, noted, numeric, self.errors,
-            self.path_blocks, self.columns, [name(i - len(FIRST)) for i in self.integer],
+            classes, rank[self._joined(self.cls).astype(np.int32)], failed, noted, numeric,
+            self.errors, self.path_blocks, self.columns,
+            [name(i - len(FIRST)) for i in self.integer],
         )  # fmt: skip
 
 
@@ -195,7 +197,7 @@ def read_stats_csv(csv_in, keep_paths=False):
             header = next(rows, None)
             if problem := _header_problem(header):
                 raise AggregateError(f"{damaged} ({problem})")
-            collector = _Collector(header, BATCH, keep_paths)
+            collector = _Collector(header, keep_paths)
             while batch := list(islice(rows, BATCH)):
                 if set(map(len, batch)) != {len(header)}:
                     raise AggregateError(f"{damaged} (a row has not {len(header)} cells)")
