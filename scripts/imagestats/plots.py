@@ -10,6 +10,10 @@ Every figure is 16 x 9 inches at ``dpi`` (1600 x 900 px at the default 100)
 so it reads on a laptop screen and in the report; classes run down the y
 axis so long folder names such as ``HerbaceousVegetation`` stay horizontal.
 
+Which figures a run draws depends on its analysis (imagestats.figures):
+brightness_by_class, min_max and outliers for brightness and greyscale,
+columns_by_class (a panel of box plots per numeric column) for any other.
+
 The figures take ``stats.Stats`` (numpy columns in path order), not a
 DataFrame. At 27,000 images most of their time is matplotlib's Python work
 per artist (ticks, text) and zlib, not the data, so ``draw_all`` can draw

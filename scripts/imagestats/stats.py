@@ -11,7 +11,7 @@ gigabyte and 11 s, and summarize_stats runs on the Slurm submit host.
 """
 
 import os
-from itertools import islice
+from itertools import chain, islice
 
 import numpy as np
 
@@ -64,15 +64,15 @@ class Stats:
     def from_rows(cls, rows, keep_paths=False, columns=None):
         """Stats of rows in path order, dicts of typed values as an
         analysis returns them (None missing), read as their stats.csv cells
-        would be. ``columns``: the analysis's columns; by default the keys
-        of the first row between class and error."""
+        would be. ``columns``: the analysis's columns; by default the first
+        row's keys but path, class, error and note."""
         rows = iter(rows)
         first = next(rows, None)
         if columns is None:
             columns = [] if first is None else [k for k in first if k not in FIRST + LAST]
         header = [*FIRST, *columns, *LAST]
         collector = _Collector(header, keep_paths)
-        rows = rows if first is None else iter([first, *rows])
+        rows = rows if first is None else chain([first], rows)
         while batch := [[_cell(row.get(name)) for name in header] for row in islice(rows, BATCH)]:
             collector.add(batch)
         return collector.stats()
