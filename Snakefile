@@ -5,7 +5,8 @@
 #                         + results/images/<path>.json, results/transformed/<column>/<path>.png
 #        --aggregate_stats--> results/stats.csv
 #        --summarize_stats--> results/summary.csv, results/errors.csv (+ .html views),
-#                             results/plots/*.png  (from stats.csv; snakemake --report report.html)
+#                             results/plots/*.png, the analysis's figures (imagestats.figures)
+#                             (from stats.csv; snakemake --report report.html)
 #
 # One job measures a whole shard (up to images_per_job images or mb_per_job
 # MB of image files) with `threads` processes: a job costs 10-150 ms locally
@@ -23,6 +24,12 @@ min_version("9.0")
 
 SCRIPTS = os.path.join(workflow.basedir, "scripts")
 sys.path.insert(0, SCRIPTS)
+from imagestats.figures import (  # noqa: E402
+    FIGURES,
+    SUMMARY_CAPTIONS,
+    figure_options,
+    plot_columns_problem,
+)
 from imagestats.workflow import (  # noqa: E402
     ChosenAnalysis,
     PlanError,
@@ -47,11 +54,23 @@ try:
     validate(config, schema_file(workflow))
 except WorkflowError as e:  # one line that names the key, not a schema dump
     raise PlanError(config_problem(e)) from None
+if problem := plot_columns_problem(config):
+    raise PlanError(problem)
 bundled_paths(workflow, config, CONFIG_FILE)
 
 # The analysis (config `analysis`), imported by the main process to check it.
 ANALYSIS = ChosenAnalysis(config["analysis"], workflow)
 PLAN = plan_for_workflow(workflow, config, ANALYSIS)
+# The figures of the analysis (imagestats.figures), outputs of summarize_stats.
+FIGURE_OUTPUTS = {
+    name: report(
+        f"results/plots/{name}.png",
+        caption=f"report/{name}.rst",
+        category="Plots",
+        labels={"figure": label},
+    )
+    for name, label in FIGURES[ANALYSIS.figures].items()
+}
 # What the commands run with but must not rerun for, so not params (params
 # are rerun triggers): the interpreter and the scripts' folder (a moved
 # checkout, another venv or module), the images' folder (moved with the
@@ -96,9 +115,7 @@ rule all:
         "results/stats.csv",
         "results/summary.csv",
         "results/errors.csv",
-        "results/plots/brightness_by_class.png",
-        "results/plots/min_max.png",
-        "results/plots/outliers.png",
+        FIGURE_OUTPUTS.values(),
 
 
 rule image_stats:
@@ -167,9 +184,10 @@ rule summarize_stats:
     input:
         csv="results/stats.csv",
     output:
+        **FIGURE_OUTPUTS,
         summary=report(
             "results/summary.csv",
-            caption="report/summary.rst",
+            caption=SUMMARY_CAPTIONS[ANALYSIS.figures],
             category="Tables",
             labels={"table": "summary per class", "format": "CSV (exact)"},
         ),
@@ -182,7 +200,7 @@ rule summarize_stats:
         # The report shows HTML inline but offers a CSV only as a download.
         summary_html=report(
             "results/summary.html",
-            caption="report/summary.rst",
+            caption=SUMMARY_CAPTIONS[ANALYSIS.figures],
             category="Tables",
             labels={"table": "summary per class", "format": "HTML (rounded)"},
         ),
@@ -191,24 +209,6 @@ rule summarize_stats:
             caption="report/errors.rst",
             category="Tables",
             labels={"table": "images with errors", "format": "HTML"},
-        ),
-        brightness_by_class=report(
-            "results/plots/brightness_by_class.png",
-            caption="report/brightness_by_class.rst",
-            category="Plots",
-            labels={"figure": "mean brightness per class"},
-        ),
-        min_max=report(
-            "results/plots/min_max.png",
-            caption="report/min_max.rst",
-            category="Plots",
-            labels={"figure": "min against max per image"},
-        ),
-        outliers=report(
-            "results/plots/outliers.png",
-            caption="report/outliers.rst",
-            category="Plots",
-            labels={"figure": "outliers and errors"},
         ),
     log:
         "logs/summarize_stats.log",
@@ -225,12 +225,17 @@ rule summarize_stats:
         runtime=PLAN.final_runtime,
         mem_mb=PLAN.final_mem_mb,
     params:
+        analysis=ANALYSIS.spec,
+        figures=ANALYSIS.figures,
+        figure_files=figure_options(FIGURE_OUTPUTS),
+        # Only mode columns draws them: no rerun for a change that draws nothing.
+        plot_columns=(ANALYSIS.figures == "columns" and config["plot_columns"]) or [],
         dpi=100,
         max_labels=3,
     shell:
         '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/summarize_stats.py" {input.csv:q}'
         " --summary {output.summary:q} --errors {output.errors:q}"
         " --summary-html {output.summary_html:q} --errors-html {output.errors_html:q}"
-        " --brightness-by-class {output.brightness_by_class:q}"
-        " --min-max {output.min_max:q} --outliers {output.outliers:q}"
+        " --analysis {params.analysis:q} --figures {params.figures} {params.figure_files}"
+        " --plot-columns {params.plot_columns:q}"
         " --dpi {params.dpi} --max-labels {params.max_labels} --jobs {threads} 2> {log:q}"

@@ -12,7 +12,9 @@ import pytest
 
 from conftest import SCRIPTS, as_numbers, check_png, read_stats, reference
 from imagestats import aggregate, plots, statscsv
-from imagestats.aggregate import AggregateError, Stats, read_stats_csv
+from imagestats.aggregate import AggregateError
+from imagestats.figures import BRIGHTNESS, FIGURES
+from imagestats.stats import Stats, read_stats_csv
 from imagestats.plan import make_plan, write_plan
 from imagestats.shard import run_shard
 from imagestats.table import encode_row
@@ -170,20 +172,19 @@ def test_summarize_keeps_a_class_named_na_and_warns_about_one_named_all(tmp_path
         assert list(csv.reader(f)) == [["path", "class", "error"], ["Forest/bad.jpg", "Forest", "empty file"]]
 
 
-@pytest.mark.parametrize("failing", plots.FIGURES)
+@pytest.mark.parametrize("failing", FIGURES[BRIGHTNESS])
 def test_a_figure_failing_in_any_process_is_named_and_the_others_drawn(tmp_path, monkeypatch, failing):
-    stats = aggregate.Stats.from_rows([_row("A/1.jpg", mean=10.0), _row("A/2.jpg", mean=20.0)],
-                                      keep_paths=True)  # fmt: skip
+    stats = Stats.from_rows([_row("A/1.jpg", mean=10.0), _row("A/2.jpg", mean=20.0)], keep_paths=True)
 
     def broken(*args):
         raise RuntimeError("no ink")
 
     monkeypatch.setattr(plots, failing, broken)  # the forked processes inherit it
-    outputs = {name: tmp_path / f"{name}.png" for name in plots.FIGURES}
+    outputs = {name: tmp_path / f"{name}.png" for name in FIGURES[BRIGHTNESS]}
     with pytest.raises(plots.FigureFailed, match=f"could not draw {failing} "):
         plots.draw_all(stats, outputs, jobs=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{name}.png" for name in plots.FIGURES if name != failing
+        f"{name}.png" for name in FIGURES[BRIGHTNESS] if name != failing
     )
 
 
@@ -261,6 +262,7 @@ def test_stats_csv_is_byte_for_byte_what_pandas_wrote(tmp_path, monkeypatch, ord
     every boundary; the size and mtime_ns keys of a row are dropped."""
     monkeypatch.setattr(aggregate, "BATCH", 5)
     monkeypatch.setattr(statscsv, "BATCH", 5)
+    monkeypatch.setattr("imagestats.stats.BATCH", 5)
     rng = random.Random(order)
     rows = NASTY + [_row(f"Gen{rng.randrange(4)}/{rng.random()}.jpg", mean=rng.uniform(0, 255))
                     for _ in range(200)]  # fmt: skip

@@ -22,7 +22,7 @@ from PIL import Image
 
 from conftest import REPO, check_png, generate, snakemake
 from imagestats import plots, summary
-from imagestats.aggregate import Stats
+from imagestats.stats import Stats
 from imagestats.progress import ProgressMonitor, format_duration
 
 PLOTS = ("brightness_by_class", "min_max", "outliers")

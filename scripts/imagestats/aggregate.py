@@ -8,8 +8,7 @@ the JSON parse and the formatting happen in the shard jobs, side by side);
 write_stats_csv then only merges those lines by path (heapq.merge over
 the text of each, ~the size of stats.csv in memory) and checks that no
 image is missing or doubled. The summary and the figures read stats.csv
-back into ``Stats``, the few columns they use, as numpy arrays
-(read_stats_csv), a batch at a time. The format itself is imagestats.statscsv.
+back (imagestats.stats). The format itself is imagestats.statscsv.
 """
 
 import heapq
@@ -23,14 +22,7 @@ from .statscsv import (
     FIRST, LAST, PATH, analysis_columns, csv_file, csv_line, header, records, text_lines,
 )  # fmt: skip
 
-# TEMPORARY until the reader is generalized: brightness's columns.
-COLUMNS = ("path", "class", "width", "height", "mode", "min", "max", "mean", "median", "error", "note")
-CLASS, ERROR, NOTE = 1, 9, 10
-MIN, MAX, MEAN, MEDIAN = 5, 6, 7, 8
-INTS = (2, 3, 5, 6, 8)
-HEADER = ",".join(COLUMNS) + os.linesep
-
-BATCH = 8192  # merged rows written, and rows collected into Stats, at a time
+BATCH = 8192  # merged rows written at a time
 
 
 class AggregateError(Exception):
@@ -138,131 +130,6 @@ def shard_csv_files(plan_dir, tables_dir):
     return files, index["images"]
 
 
-# ---------------------------------------------------------------- Stats
-
-
-class Stats:
-    """What the summary and the figures use of stats.csv, by row in path order.
-
-    ``classes``: the class names, sorted; ``cls``: each row's index into
-    it. ``failed``, ``noted``: error / note not empty. ``low``, ``high``,
-    ``median`` (float32, exact for 0-255) and ``mean`` (float64): NaN where
-    a row has none. ``errors``: (path, class, error) of the failed rows.
-    ``path(i)``: row i's path, if the paths were kept.
-    """
-
-    def __init__(self, classes, cls, failed, noted, low, high, mean, median, errors=(),
-                 path_blocks=None):  # fmt: skip
-        import numpy as np
-
-        self.classes = list(classes)
-        self.cls = np.asarray(cls, dtype=np.int32)
-        self.failed = np.asarray(failed, dtype=bool)
-        self.noted = np.asarray(noted, dtype=bool)
-        self.low = np.asarray(low, dtype=np.float32)
-        self.high = np.asarray(high, dtype=np.float32)
-        self.mean = np.asarray(mean, dtype=np.float64)
-        self.median = np.asarray(median, dtype=np.float32)
-        self.errors = list(errors)
-        self._path_blocks = path_blocks  # "\0"-joined paths of each BATCH rows
-        self._block = BATCH  # as collected (tests change BATCH)
-        self._split = (None, None)
-
-    def __len__(self):
-        return len(self.cls)
-
-    @classmethod
-    def from_rows(cls, rows, keep_paths=False, expected=BATCH):
-        """Stats of rows in path order: dicts as a shard table holds them,
-        or sequences in COLUMNS order (read a batch at a time)."""
-        collector = _Collector(expected, keep_paths)
-        rows = iter(rows)
-        while batch := list(islice(rows, BATCH)):
-            batch = [tuple(map(r.get, COLUMNS)) if isinstance(r, dict) else r for r in batch]
-            collector.add(batch, list(zip(*batch)))
-        return collector.stats()
-
-    def path(self, i):
-        """The path of row ``i`` (file names cannot hold the NUL joining them)."""
-        block, offset = divmod(int(i), self._block)
-        if self._split[0] != block:
-            self._split = (block, self._path_blocks[block].split("\0"))
-        return self._split[1][offset]
-
-    def by_class(self):
-        """Row indices of each class (in path order), in class order."""
-        import numpy as np
-
-        order = np.argsort(self.cls, kind="stable")
-        bounds = np.searchsorted(self.cls[order], np.arange(len(self.classes) + 1))
-        return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-class _Collector:
-    """Builds Stats from batches of merged rows, in arrays of the expected
-    size (no copies of the columns at the end)."""
-
-    _ARRAYS = {"cls": "int32", "low": "float32", "high": "float32",
-               "mean": "float64", "median": "float32"}  # fmt: skip
-
-    def __init__(self, expected, keep_paths):
-        import numpy as np
-
-        self.np = np
-        self.codes = {}  # class name -> code in order of appearance
-        self.arrays = {name: np.empty(expected, dtype) for name, dtype in self._ARRAYS.items()}
-        self.failed, self.noted, self.errors = [], [], []
-        self.rows = 0
-        self.path_blocks = [] if keep_paths else None
-
-    def _codes(self, classes):
-        codes = list(map(self.codes.get, classes))
-        if None in codes:  # a class not seen before (or a row without one)
-            for name in classes:
-                self.codes.setdefault("" if name is None else name, len(self.codes))
-            codes = [self.codes["" if name is None else name] for name in classes]
-        return codes
-
-    def add(self, batch, columns):
-        """``columns``: the batch's columns (zip(*batch)); numbers may be
-        None (NaN) or their text."""
-        np = self.np
-        start, end = self.rows, self.rows + len(batch)
-        if end > len(self.arrays["cls"]):  # more rows than expected: grow
-            self.arrays = {k: np.resize(a, 2 * end) for k, a in self.arrays.items()}
-        arrays = self.arrays
-        arrays["cls"][start:end] = self._codes(columns[CLASS])
-        for name, i in (("low", MIN), ("high", MAX), ("mean", MEAN), ("median", MEDIAN)):
-            arrays[name][start:end] = np.array(columns[i], dtype=arrays[name].dtype)  # None -> NaN
-        errors, notes = columns[ERROR], columns[NOTE]
-        if errors.count("") + errors.count(None) < len(batch):  # rare: look at each
-            for i, row in enumerate(batch, start):
-                if row[ERROR]:
-                    self.failed.append(i)
-                    name = row[CLASS]
-                    self.errors.append((row[PATH], "" if name is None else name, row[ERROR]))
-        if notes.count("") + notes.count(None) < len(batch):
-            self.noted += [i for i, note in enumerate(notes, start) if note]
-        if self.path_blocks is not None:
-            self.path_blocks.append("\0".join(columns[PATH]))
-        self.rows = end
-
-    def stats(self):
-        np = self.np
-        classes = sorted(self.codes)
-        rank = np.empty(max(1, len(classes)), dtype=np.int32)
-        rank[[self.codes[c] for c in classes]] = np.arange(len(classes), dtype=np.int32)
-        arrays = {k: a[: self.rows] for k, a in self.arrays.items()}
-        failed = np.zeros(self.rows, dtype=bool)
-        failed[self.failed] = True
-        noted = np.zeros(self.rows, dtype=bool)
-        noted[self.noted] = True
-        return Stats(
-            classes, rank[arrays["cls"]], failed, noted, arrays["low"], arrays["high"],
-            arrays["mean"], arrays["median"], self.errors, self.path_blocks,
-        )  # fmt: skip
-
-
 def write_stats_csv(plan_dir, tables_dir, csv_out):
     """Write stats.csv from the shards' CSV files of the plan in ``plan_dir``
     (nothing when an image is missing or doubled); returns (images, errors).
@@ -306,27 +173,3 @@ def write_stats_csv(plan_dir, tables_dir, csv_out):
                 "images: rerun the workflow to replan"
             )
     return images, errors
-
-
-def read_stats_csv(csv_in, keep_paths=False):
-    """Stats of a stats.csv as write_stats_csv wrote it, a batch at a time:
-    the same Stats as the tables it came from (a float's shortest repr
-    reads back as that float; an empty number is a missing value)."""
-    damaged = f"{csv_in} is damaged: delete it and rerun the workflow, which writes it again"
-    with open(csv_in, encoding="utf-8", errors="surrogateescape", newline=os.linesep) as f:
-        rows = (cells for _, cells in records(f))
-        try:
-            if next(rows, None) != list(COLUMNS):
-                raise AggregateError(f"{damaged} (its header is not {HEADER.strip()})")
-            collector = _Collector(BATCH, keep_paths)
-            while batch := list(islice(rows, BATCH)):
-                if set(map(len, batch)) != {len(COLUMNS)}:
-                    raise AggregateError(f"{damaged} (a row has not {len(COLUMNS)} cells)")
-                columns = list(zip(*batch))
-                for i in INTS + (MEAN,):  # numbers as text (numpy parses them exactly)
-                    if "" in columns[i]:  # the numbers of an error row
-                        columns[i] = [None if cell == "" else cell for cell in columns[i]]
-                collector.add(batch, columns)
-        except ValueError as e:  # a number that is not one, a quote left open
-            raise AggregateError(f"{damaged} ({e})") from None
-    return collector.stats()

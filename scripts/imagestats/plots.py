@@ -10,7 +10,11 @@ Every figure is 16 x 9 inches at ``dpi`` (1600 x 900 px at the default 100)
 so it reads on a laptop screen and in the report; classes run down the y
 axis so long folder names such as ``HerbaceousVegetation`` stay horizontal.
 
-The figures take ``aggregate.Stats`` (numpy columns in path order), not a
+Which figures a run draws depends on its analysis (imagestats.figures):
+brightness_by_class, min_max and outliers for brightness and greyscale,
+columns_by_class (a panel of box plots per numeric column) for any other.
+
+The figures take ``stats.Stats`` (numpy columns in path order), not a
 DataFrame. At 27,000 images most of their time is matplotlib's Python work
 per artist (ticks, text) and zlib, not the data, so ``draw_all`` can draw
 them in forked processes at once; titles sit at a fixed height (no
@@ -22,16 +26,18 @@ import math
 import os
 import sys
 import traceback
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
-from matplotlib.ticker import FuncFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 from .atomic import replaced
-from .summary import FIGURES, IQR_FACTOR, median, outlier_fences, outlier_mask
+from .figures import FIGURES, PlotChoice, plot_choice
+from .summary import IQR_FACTOR, median, outlier_fences, outlier_mask
 
 WIDTH, HEIGHT = 16, 9  # inches
 SCALE = (0, 255)
@@ -94,19 +100,9 @@ def _no_data(ax, text="no measured images"):
             color="grey", fontsize=14)  # fmt: skip
 
 
-def brightness_by_class(stats, out, dpi=100):
-    """Box plot of the per-image mean brightness, one box per class, plus
-    all images together at the bottom."""
-    classes = stats.classes
-    groups = [stats.mean[rows] for rows in _measured(stats)]
-    groups.append(stats.mean[~stats.failed])
-    labels = [
-        f"{_label(c)}\n(n = {len(g):,})" for c, g in zip(classes + ["all images"], groups)
-    ]
-    fig = _figure(dpi, max(HEIGHT, 0.45 * len(labels) + 2))
-    ax = fig.add_subplot()
-    _place(fig, labels, fontsize=11, top=0.6)
-    positions = np.arange(len(groups))[::-1]  # first class at the top
+def _box_plot(ax, groups, positions, empty="no measured images"):
+    """Horizontal box plots of the non-empty ``groups`` (arrays of values)
+    at ``positions``; says ``empty`` and returns False when all are empty."""
     drawn = [i for i, g in enumerate(groups) if len(g)]
     if drawn:
         ax.boxplot(
@@ -121,11 +117,28 @@ def brightness_by_class(stats, out, dpi=100):
             flierprops={"marker": "o", "markersize": 3, "alpha": 0.5, "linestyle": "none",
                         "markerfacecolor": OK_COLOUR, "markeredgecolor": "none"},
         )  # fmt: skip
+    else:
+        _no_data(ax, empty)
+    return bool(drawn)
+
+
+def brightness_by_class(stats, out, dpi=100):
+    """Box plot of the per-image mean brightness, one box per class, plus
+    all images together at the bottom."""
+    classes = stats.classes
+    groups = [stats.mean[rows] for rows in _measured(stats)]
+    groups.append(stats.mean[~stats.failed])
+    labels = [
+        f"{_label(c)}\n(n = {len(g):,})" for c, g in zip(classes + ["all images"], groups)
+    ]
+    fig = _figure(dpi, max(HEIGHT, 0.45 * len(labels) + 2))
+    ax = fig.add_subplot()
+    _place(fig, labels, fontsize=11, top=0.6)
+    positions = np.arange(len(groups))[::-1]  # first class at the top
+    if _box_plot(ax, groups, positions):
         ax.axvline(np.median(groups[-1]), color="grey", linestyle="--", linewidth=1,
                    label="median of all images")  # fmt: skip
         ax.legend(loc="lower right")
-    else:
-        _no_data(ax)
     ax.axhline(positions[-1] + 0.5, color="grey", linewidth=0.8)
     ax.set_yticks(positions, labels, fontsize=11)
     ax.set_ylim(positions[-1] - 0.6, positions[0] + 0.6)
@@ -320,27 +333,94 @@ def outliers(stats, out, dpi=100, max_labels=3, seed=0):
     _save(fig, out)
 
 
+def _class_labels(stats):
+    """Each class's name with its images and errors, then all images', on
+    one line: a figure of many panels has little height per class."""
+    images = np.bincount(stats.cls, minlength=len(stats.classes)).tolist()
+    errors = np.bincount(stats.cls[stats.failed], minlength=len(stats.classes)).tolist()
+    names = stats.classes + ["all images"]
+    images.append(len(stats))
+    errors.append(int(stats.failed.sum()))
+    return [
+        f"{_label(name)} ({n:,} image{'s' if n != 1 else ''}"
+        + (f", {e:,} error{'s' if e > 1 else ''})" if e else ")")
+        for name, n, e in zip(names, images, errors)
+    ]
+
+
+def columns_by_class(stats, out, dpi=100, choice=None, analysis="the analysis"):
+    """Box plots of numeric columns of any analysis: a panel per column,
+    each on its own scale, a box per class and one of all images at the
+    bottom, of the measured images' values. ``choice``: the columns
+    (figures.PlotChoice); by default every numeric one, up to MAX_PLOTTED."""
+    choice = choice or plot_choice(stats.numeric)
+    labels = _class_labels(stats)
+    groups = _measured(stats) + [np.flatnonzero(~stats.failed)]
+    # Panels are tall (a row per class): up to 6 side by side, rows evenly filled.
+    rows = math.ceil(max(1, len(choice.columns)) / 6)
+    cols = math.ceil(max(1, len(choice.columns)) / rows)
+    fig = _figure(dpi, max(HEIGHT, rows * (0.25 * len(labels) + 1.1)))
+    axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
+    _place(fig, labels, fontsize=10, top=1.0, wspace=0.08, hspace=0.3)
+    positions = np.arange(len(labels))[::-1]  # first class at the top
+    for ax, column in zip(axes, choice.columns):
+        values = stats.numeric[column]
+        # Finite values only: an inf has no place on an axis.
+        boxes = [v[np.isfinite(v)] for v in (values[g] for g in groups)]
+        _box_plot(ax, boxes, positions, empty="no values")
+        ax.axhline(positions[-1] + 0.5, color="grey", linewidth=0.8)
+        ax.set_title(f"{_label(column)} (n = {len(boxes[-1]):,})", fontsize=11, y=TITLE_Y)
+        ax.xaxis.set_major_locator(MaxNLocator(4))  # narrow panels: few tick labels
+        ax.grid(axis="x", alpha=0.3)
+    if not choice.columns:
+        _no_data(axes[0], "no numeric column")
+        axes[0].set_xticks([])
+    for ax in axes[len(choice.columns) or 1 :]:
+        ax.set_visible(False)
+    axes[0].set_yticks(positions, labels, fontsize=10)
+    axes[0].set_ylim(positions[-1] - 0.6, positions[0] + 0.6)
+    title = (
+        f"{_label(analysis)}: values per image, by class (box: quartiles, line: median, "
+        f"whiskers: {IQR_FACTOR:g} IQR, dots: images beyond)"
+    )
+    fig.suptitle(f"{title}\n{choice.note}" if choice.note else title, fontsize=14)
+    _save(fig, out)
+
+
 class FigureFailed(Exception):
     """A figure could not be drawn; the message names it."""
 
 
-def draw(name, stats, out, dpi=100, max_labels=3):
-    """Draw the figure ``name`` (one of FIGURES) to ``out``."""
+class Settings(NamedTuple):
+    """What the figures take besides the data."""
+
+    dpi: int = 100
+    max_labels: int = 3  # outliers named per class (outliers)
+    choice: PlotChoice = None  # the columns columns_by_class draws (None: its default)
+    analysis: str = "the analysis"  # its name, for columns_by_class's title
+
+
+def draw(name, stats, out, settings=Settings()):
+    """Draw the figure ``name`` (one of FIGURES' names) to ``out``."""
     if name == "outliers":
-        outliers(stats, out, dpi, max_labels)
+        outliers(stats, out, settings.dpi, settings.max_labels)
+    elif name == "columns_by_class":
+        columns_by_class(stats, out, settings.dpi, settings.choice, settings.analysis)
     else:
-        globals()[name](stats, out, dpi)
+        globals()[name](stats, out, settings.dpi)
 
 
-def draw_all(stats, outputs, dpi=100, max_labels=3, jobs=1):
-    """The three figures; ``outputs`` maps their names to files. With
-    ``jobs`` > 1 they are drawn by that many processes (see _in_parallel)."""
-    names = [name for name in FIGURES if name in outputs]
+def draw_all(stats, outputs, dpi=100, max_labels=3, jobs=1, **settings):
+    """The figures named in ``outputs`` (figure name -> file) of FIGURES;
+    ``settings``: the rest of Settings. With ``jobs`` > 1 they are drawn by
+    that many processes (see _in_parallel)."""
+    settings = Settings(dpi, max_labels, **settings)
+    names = [name for mode in FIGURES.values() for name in mode if name in outputs]
     if jobs > 1 and len(names) > 1 and hasattr(os, "fork"):
-        _in_parallel(names, stats, outputs, dpi, max_labels, jobs)
+        _in_parallel(names, stats, outputs, settings, jobs)
     else:
         for name in names:
-            draw(name, stats, outputs[name], dpi, max_labels)
+            draw(name, stats, outputs[name], settings)
 
 
 # CPU seconds to draw a figure in a fresh process: fixed + per million
@@ -354,7 +434,7 @@ def _cost(name, images):
     return fixed + per_million * images / 1e6
 
 
-def _in_parallel(names, stats, outputs, dpi, max_labels, jobs):
+def _in_parallel(names, stats, outputs, settings, jobs):
     """Draw the figures ``names`` with ``jobs`` processes: this one and
     jobs - 1 forked children, which share everything read and imported so
     far. Each process draws its share as the serial run would, so the files
@@ -372,7 +452,7 @@ def _in_parallel(names, stats, outputs, dpi, max_labels, jobs):
         failed = 0
         for i, name in enumerate(share):
             try:
-                draw(name, stats, outputs[name], dpi, max_labels)
+                draw(name, stats, outputs[name], settings)
             except Exception:
                 traceback.print_exc()
                 failed |= 1 << i

@@ -1,9 +1,15 @@
 """Per-class summary and error list, and HTML views of both.
 
+Two forms of summary.csv. For brightness and greyscale (figures mode
+brightness, imagestats.figures) one row per class of the brightness
+columns' statistics, as it always was. For any other analysis a long
+table: one row per class and numeric column (Stats.numeric) with that
+column's statistics, classes sorted and the ``ALL`` rows last.
+
 Every number is what pandas gave on the rows of stats.csv, where this
 module began (mean, median, sd with n-1, percentiles with linear
 interpolation, min, max, skipping missing values), computed the way pandas
-computes it, with numpy on the columns of ``aggregate.Stats``: the same
+computes it, with numpy on the columns of ``stats.Stats``: the same
 sums in the same order, so the same floats bit for bit, without pandas'
 import (half a second) and a DataFrame of every row. The tests check the
 numbers against Python's statistics module and against pandas.
@@ -20,12 +26,10 @@ import math
 import numpy as np
 
 from .atomic import write_text
+from .figures import BRIGHTNESS
 from .statscsv import write_csv
 
 OVERALL = "ALL"  # class of the row that summarizes all images
-# The figures summarize_stats draws, each by the function of that name in
-# imagestats.plots (named here, where matplotlib is not imported).
-FIGURES = ("brightness_by_class", "min_max", "outliers")
 IQR_FACTOR = 1.5  # outliers lie beyond this many IQRs outside the quartiles
 
 SUMMARY_COLUMNS = (
@@ -34,6 +38,11 @@ SUMMARY_COLUMNS = (
     "mean_of_mean", "median_of_mean", "sd_of_mean",
     "p05_of_mean", "p25_of_mean", "p75_of_mean", "p95_of_mean",
     "mean_of_median", "outliers",
+)  # fmt: skip
+# The long form, for any analysis but brightness: a row per class and column.
+COLUMN_SUMMARY_COLUMNS = (
+    "class", "column", "images", "ok", "errors", "count",
+    "mean", "sd", "min", "p05", "p25", "median", "p75", "p95", "max", "outliers",
 )  # fmt: skip
 ERROR_COLUMNS = ("path", "class", "error")
 
@@ -153,37 +162,88 @@ def summary_rows(stats, factor=IQR_FACTOR):
     return rows
 
 
+def _group_counts(name, stats, rows):
+    """(the group's counts, the rows of its measured images)."""
+    failed = stats.failed[rows]
+    ok = rows[~failed]
+    return {"class": name, "images": len(rows), "ok": len(ok), "errors": int(failed.sum())}, ok
+
+
+def column_statistics(values, integer=False, factor=IQR_FACTOR):
+    """The statistics of one column's ``values`` in a group (NaN: no
+    value), as pandas gives them for that Series; min and max as ints for
+    a column of ints."""
+    present = _present(values)
+    pick = int if integer else float
+    return {
+        "count": len(present),
+        "mean": _mean(values),
+        "sd": _sd(values),
+        "min": pick(present.min()) if len(present) else None,
+        "p05": quantile(values, 0.05),
+        "p25": quantile(values, 0.25),
+        "median": median(values),
+        "p75": quantile(values, 0.75),
+        "p95": quantile(values, 0.95),
+        "max": pick(present.max()) if len(present) else None,
+        "outliers": int(outlier_mask(values, factor).sum()),
+    }
+
+
+def column_summary_rows(stats, factor=IQR_FACTOR):
+    """The long summary: per class sorted by name, then for all images
+    (OVERALL), one row (a dict) per numeric column in stats.csv order, of
+    the measured images' values. An analysis without numeric columns gets
+    one row per class with its counts only (column empty)."""
+    groups = list(zip(stats.classes, stats.by_class()))
+    groups.append((OVERALL, np.arange(len(stats))))
+    rows = []
+    for name, members in groups:
+        counts, ok = _group_counts(name, stats, members)
+        for column, values in stats.numeric.items():
+            numbers = column_statistics(values[ok], column in stats.integer, factor)
+            rows.append({**counts, "column": column, **numbers})
+        if not stats.numeric:
+            rows.append({**dict.fromkeys(COLUMN_SUMMARY_COLUMNS), **counts, "column": "", "count": 0})
+    return rows
+
+
 def _cell(value):
     """A summary value as pandas wrote it: NaN and missing empty."""
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def write_summary(stats, summary_csv, errors_csv, summary_page, errors_page,
-                  factor=IQR_FACTOR):  # fmt: skip
+                  factor=IQR_FACTOR, mode=BRIGHTNESS, analysis="brightness"):  # fmt: skip
     """summary.csv, errors.csv and their HTML views from ``stats``
-    (aggregate.Stats); returns (summary rows, error rows)."""
-    summary = summary_rows(stats, factor)
+    (stats.Stats), summary.csv in the form of figures ``mode``
+    (imagestats.figures); ``analysis`` names the analysis on the page.
+    Returns (summary rows, error rows)."""
+    if mode == BRIGHTNESS:
+        summary, columns = summary_rows(stats, factor), SUMMARY_COLUMNS
+        page = summary_html(summary, factor)
+    else:
+        summary, columns = column_summary_rows(stats, factor), COLUMN_SUMMARY_COLUMNS
+        page = column_summary_html(summary, analysis, factor)
     errors = list(stats.errors)
-    write_csv(summary_csv, SUMMARY_COLUMNS,
-              ([_cell(row[c]) for c in SUMMARY_COLUMNS] for row in summary))  # fmt: skip
+    write_csv(summary_csv, columns, ([_cell(row[c]) for c in columns] for row in summary))
     write_csv(errors_csv, ERROR_COLUMNS, errors)
-    write_text(summary_page, summary_html(summary, factor))
+    write_text(summary_page, page)
     write_text(errors_page, errors_html(errors, len(stats)))
     return summary, errors
 
 
-def summary_messages(summary, summary_csv, errors_csv):
+def summary_messages(stats, summary_csv, errors_csv):
     """What the commands that write a summary say on stderr."""
     lines = []
-    if sum(row["class"] == OVERALL for row in summary) > 1:
+    if OVERALL in stats.classes:
         lines.append(
             f"warning: a class folder is named {OVERALL!r} like the overall row; "
-            "summary.csv's last row is the overall one"
+            "the overall rows come last in summary.csv"
         )
-    overall = summary[-1]
     lines.append(
-        f"{len(summary) - 1} classes, {overall['images']} images, "
-        f"{overall['errors']} with errors -> {summary_csv}, {errors_csv}"
+        f"{len(stats.classes)} classes, {len(stats)} images, "
+        f"{int(stats.failed.sum())} with errors -> {summary_csv}, {errors_csv}"
     )
     return lines
 
@@ -268,6 +328,63 @@ def summary_html(summary, factor=IQR_FACTOR):
     )
     return _page(
         "Brightness summary per class",
+        f"<table>\n<thead>{head}</thead>\n<tbody>\n{''.join(lines)}</tbody></table>\n{note}",
+    )
+
+
+_COLUMN_HEADINGS = {
+    "column": "column",
+    "images": "images",
+    "ok": "measured",
+    "errors": "errors",
+    "count": "values",
+    "mean": "mean",
+    "sd": "SD",
+    "min": "min",
+    "p05": "5th pct",
+    "p25": "25th pct",
+    "median": "median",
+    "p75": "75th pct",
+    "p95": "95th pct",
+    "max": "max",
+    "outliers": "outliers (1.5 IQR)",
+}
+
+
+def _significant(value):
+    """A statistic of any column, whose scale is unknown: 6 significant digits."""
+    if _cell(value) is None:
+        return ""
+    return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
+
+
+def column_summary_html(summary, analysis, factor=IQR_FACTOR):
+    """A self-contained page showing the long summary (6 significant
+    digits; the CSV is exact), a row per class and column."""
+    headings = dict(_COLUMN_HEADINGS, outliers=f"outliers ({factor:g} IQR)")
+    head = "<tr><th>class</th>" + "".join(
+        f"<th>{html.escape(headings[c])}</th>" for c in COLUMN_SUMMARY_COLUMNS[1:]
+    ) + "</tr>\n"
+    # Every group has a row per column: the last that many are OVERALL's.
+    overall = len(summary) - len({record["column"] for record in summary})
+    lines = []
+    for number, record in enumerate(summary):
+        cls = "overall" if number >= overall else "bad" if record["errors"] else ""
+        cells = f"<td>{_text(record['column'])}</td>" + "".join(
+            f'<td class="num">{_significant(record[c])}</td>' for c in COLUMN_SUMMARY_COLUMNS[2:]
+        )
+        attr = f' class="{cls}"' if cls else ""
+        lines.append(f'<tr{attr}><td>{_text(record["class"])}</td>{cells}</tr>\n')
+    note = (
+        f'<p class="note">A row per class and numeric column of the analysis '
+        f"{_text(analysis)}: the distribution of that column over the measured "
+        "images of the class (\"values\": images with a value in the column); "
+        f"the {OVERALL} rows at the end are of all images. Classes with errors are "
+        "shaded. Numbers are shown to 6 significant digits here; summary.csv holds "
+        "them exactly.</p>\n"
+    )
+    return _page(
+        f"Summary per class of {analysis}",
         f"<table>\n<thead>{head}</thead>\n<tbody>\n{''.join(lines)}</tbody></table>\n{note}",
     )
 
