@@ -59,7 +59,7 @@ if problem := plot_columns_problem(config):
 bundled_paths(workflow, config, CONFIG_FILE)
 
 # The analysis (config `analysis`), imported by the main process to check it.
-ANALYSIS = ChosenAnalysis(config["analysis"], workflow)
+ANALYSIS = ChosenAnalysis(config, workflow)
 PLAN = plan_for_workflow(workflow, config, ANALYSIS)
 # The figures of the analysis (imagestats.figures), outputs of summarize_stats.
 FIGURE_OUTPUTS = {
@@ -84,6 +84,7 @@ os.environ.update(
     IMAGESTATS_ROOT=PLAN.root,
     IMAGESTATS_ON_ERROR=config["on_error"],
     IMAGESTATS_ANALYSIS=ANALYSIS.resolved,
+    IMAGESTATS_COMMAND=ANALYSIS.command or "",
     IMAGESTATS_IMAGE_TIMEOUT=str(config["image_timeout"]),
 )
 shell.prefix(module_check(workflow, config))
@@ -149,7 +150,8 @@ rule image_stats:
         '"$IMAGESTATS_PYTHON" "$IMAGESTATS_SCRIPTS/image_stats.py" {input:q} {output.table:q}'
         ' --csv {output.csv:q} --root "$IMAGESTATS_ROOT" --on-error "$IMAGESTATS_ON_ERROR" --workers {threads}'
         " --images-dir {params.images_dir} --max-image-pixels {params.max_image_pixels}"
-        ' --analysis "$IMAGESTATS_ANALYSIS" --image-timeout "$IMAGESTATS_IMAGE_TIMEOUT"'
+        ' --analysis "$IMAGESTATS_ANALYSIS" --command "$IMAGESTATS_COMMAND"'
+        ' --image-timeout "$IMAGESTATS_IMAGE_TIMEOUT"'
         " --transformed-dir results/transformed 2> {log:q}"
 
 
@@ -225,7 +227,8 @@ rule summarize_stats:
         runtime=PLAN.final_runtime,
         mem_mb=PLAN.final_mem_mb,
     params:
-        analysis=ANALYSIS.spec,
+        # A function: a command's {} must not be read as a wildcard.
+        analysis=lambda wildcards: ANALYSIS.spec,
         figures=ANALYSIS.figures,
         figure_files=figure_options(FIGURE_OUTPUTS),
         # Only mode columns draws them: no rerun for a change that draws nothing.

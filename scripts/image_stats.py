@@ -2,7 +2,7 @@
 """Measure the images of one shard list (the workflow's image_stats rule).
 
     image_stats.py SHARD_LIST TABLE --root DIR [--csv FILE] [--images-dir DIR] [--workers N]
-                   [--analysis SPEC] [--image-timeout SECONDS] [--transformed-dir DIR]
+                   [--analysis SPEC | --command TEMPLATE] [--image-timeout SECONDS] [--transformed-dir DIR]
                    [--on-error record|fail] [--max-image-pixels N] [--journal-dir DIR]
 
 A thin command-line shell around imagestats.shard.run_shard. The rule runs
@@ -37,6 +37,7 @@ def main(argv=None):
     parser.add_argument("--max-image-pixels", type=int, default=89478485)
     parser.add_argument("--analysis", default="brightness",
                         help="bundled analysis, FILE.py:FUNCTION or package.module:FUNCTION")  # fmt: skip
+    parser.add_argument("--command", default="", help="a command per image instead of an analysis ('' for none)")
     parser.add_argument("--image-timeout", type=float, default=600.0, help="seconds one image may take")
     parser.add_argument("--transformed-dir", help="where images the analysis returns go (default: results/transformed)")
     parser.add_argument("--journal-dir", help="where the shard keeps its work (default: results/journal)")
@@ -47,7 +48,7 @@ def main(argv=None):
             args.on_error,
             args.max_image_pixels, sys.stderr, root=args.root,
             workers=max(1, args.workers), journal_dir=args.journal_dir, started=STARTED, csv_file=args.csv,
-            analysis=args.analysis, image_timeout=args.image_timeout, transformed_dir=args.transformed_dir,
+            analysis=args.analysis, command=args.command or None, image_timeout=args.image_timeout, transformed_dir=args.transformed_dir,
         )  # fmt: skip
     except SHARD_ERRORS as e:
         # The log's last line; the main Snakemake process prints it on the

@@ -233,6 +233,9 @@ def failure(error):
 class Analysis:
     """A loaded analysis: ``row(path, file)`` measures one file."""
 
+    probe_safe = True  # the plan may measure an image with it (nothing is written)
+    grace = 0  # seconds on top of image_timeout before its process is stopped
+
     def __init__(self, spec, function):
         self.spec = spec
         self.function = function
@@ -255,7 +258,7 @@ class Analysis:
         else:
             with image:  # images the function returns are saved while the file is open
                 try:
-                    values, note = _values(self.function(image), save_image)
+                    values, note = row_values(self.function(image), save_image)
                 except ResultError as e:
                     error = f"{e}: fix the analysis '{self.spec}'"
                 except Exception as e:
@@ -298,7 +301,7 @@ class Analysis:
         return row, sizes
 
 
-def _values(result, save_image):
+def row_values(result, save_image):
     """(columns, note) of what the function returned; raises ResultError."""
     if not isinstance(result, dict):
         raise ResultError(f"the analysis returned a {type(result).__name__}, not a dict of column to value")

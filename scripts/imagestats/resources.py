@@ -37,10 +37,21 @@ FINAL_SECONDS_PER_IMAGE = 0.0002
 FINAL_RUNTIME_FLOOR_MIN = 10
 
 
-def shard_runtime_min(images, total_bytes, workers, attempt=1, image_timeout=0):
+# A command per image (imagestats.command) before a run has shown its time:
+# a Python script's start alone is ~50 ms, and most do more.
+SECONDS_PER_COMMAND = 1.0
+
+
+def shard_runtime_min(images, total_bytes, workers, attempt=1, image_timeout=0, seconds_per_image=None):
     """Minutes: the cost model with a margin, plus one image_timeout (an
-    image that hangs is stopped after that long, and the shard goes on)."""
-    seconds = SECONDS_TO_START + (images * SECONDS_PER_IMAGE + total_bytes / 1e6 * SECONDS_PER_MB) / workers
+    image that hangs is stopped after that long, and the shard goes on).
+    ``seconds_per_image``: a command's seconds per image, instead of the
+    model's per image and per MB."""
+    if seconds_per_image is None:
+        work = images * SECONDS_PER_IMAGE + total_bytes / 1e6 * SECONDS_PER_MB
+    else:
+        work = images * seconds_per_image
+    seconds = SECONDS_TO_START + work / workers
     minutes = max(RUNTIME_FLOOR_MIN, math.ceil(3 * seconds / 60)) + math.ceil(image_timeout / 60)
     return minutes * 2 ** (attempt - 1)
 

@@ -31,6 +31,8 @@ import time
 from . import journal, pool
 from .analysis import AnalysisError, ResultError, load, version
 from .atomic import replaced
+from .command import CommandAnalysis, CommandError
+from .command import version as command_version
 from .measure import configure
 from .names import escape
 from .plan import read_plan_index, read_shard_list, stats_file_key
@@ -243,7 +245,7 @@ def _died_line(entry, deaths, journal_folder):
 
 def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log,
               root=None, workers=1, journal_dir=None, started=None, csv_file=None,
-              analysis="brightness", image_timeout=600.0, transformed_dir=None):  # fmt: skip
+              analysis="brightness", image_timeout=600.0, transformed_dir=None, command=None):  # fmt: skip
     """Measure the images listed in ``list_file``; return (images, errors).
 
     ``root`` is the folder the list's paths are relative to (default: the
@@ -258,7 +260,8 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
     once, before the measuring processes fork. ``image_timeout``: seconds
     an image may take. ``transformed_dir``: where images the analysis
     returns are saved (default: a ``transformed`` folder beside the
-    table's folder).
+    table's folder). ``command``: a command template to run per image
+    instead of an analysis (imagestats.command).
     """
     started = time.time() if started is None else started
     configure(max_image_pixels)
@@ -269,14 +272,18 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
     if transformed_dir is None:
         transformed_dir = os.path.join(os.path.dirname(table_dir), "transformed")
     shard = os.path.basename(table_file)[: -len(".jsonl")]
-    chosen = load(analysis)
-    key = journal.measure_key(version(analysis), max_image_pixels)
+    if command:
+        chosen = CommandAnalysis(command, image_timeout)
+        key = journal.measure_key(command_version(command), max_image_pixels)
+    else:
+        chosen = load(analysis)
+        key = journal.measure_key(version(analysis), max_image_pixels)
     entries = read_shard_list(list_file, root)
     earlier = journal.load(journal_dir, shard, key)
     measuring = (journal_dir, shard, key, images_dir, chosen, transformed_dir)
     try:
         return _run(entries, earlier, table_file, csv_file, on_error, log, workers,
-                    measuring, started, image_timeout)  # fmt: skip
+                    measuring, started, image_timeout + chosen.grace)  # fmt: skip
     except OSError as e:
         if e.errno not in _STORAGE_ERRORS:
             raise
@@ -439,4 +446,4 @@ def _fail(entry, line):
 FATAL = "image_stats: stopped: "
 
 # The exceptions image_stats.py turns into that line.
-SHARD_ERRORS = (ImageFailed, StorageFailed, WorkerDied, AnalysisError)
+SHARD_ERRORS = (ImageFailed, StorageFailed, WorkerDied, AnalysisError, CommandError)

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from . import analysis, journal, pool, resources, snakemake_internals, storage
+from . import analysis, command, journal, pool, resources, snakemake_internals, storage
 from .names import escape
 from .plan import (
     ConfigError,
@@ -88,19 +88,40 @@ def bundled_paths(workflow, config, used_file):
 
 
 class ChosenAnalysis:
-    """The config's analysis as the Snakefile uses it: ``spec`` as written,
-    ``resolved`` (a FILE.py made absolute) for the jobs, ``version`` (the
-    shard rule's rerun trigger), ``figures`` (which summary and figures fit
-    its rows) and, in the main process, the loaded ``analysis``."""
+    """The config's analysis (or command) as the Snakefile uses it: ``spec``
+    as shown, ``resolved`` (a FILE.py made absolute) and ``command`` for the
+    jobs, ``version`` (the shard rule's rerun trigger), ``figures`` (which
+    summary and figures fit its rows), ``seconds_per_image`` (None: the cost
+    model's) and, in the main process, the loaded ``analysis`` (None for a
+    command: the plan must not run it)."""
 
-    def __init__(self, spec, workflow):
-        self.spec = spec
+    def __init__(self, config, workflow):
+        self.analysis = None
+        self.seconds_per_image = None
+        self.command = config.get("command")
+        if self.command:
+            if config["analysis"] != "brightness":
+                raise PlanError(
+                    f"config sets both analysis ({config['analysis']}) and command: keep one of them "
+                    "(command: null, or remove analysis)"
+                )
+            try:
+                command.check(self.command)
+            except command.CommandError as e:
+                raise PlanError(str(e)) from None
+            self.spec = f"command: {self.command}"
+            self.resolved = ""
+            self.version = command.version(self.command)
+            self.figures = "columns"
+            if workflow.is_main_process:
+                self.seconds_per_image = command_seconds_seen()
+            return
+        spec = self.spec = config["analysis"]
         try:
             kind, target, function = analysis.parse(spec)
             self.resolved = f"{target}:{function}" if kind == "file" else spec
             self.version = analysis.version(spec)
             self.figures = analysis.figures(spec)
-            self.analysis = None
             if workflow.is_main_process:
                 # Imported here, before any job, so a missing function or a
                 # module that does not import stops the run with one line;
@@ -112,6 +133,25 @@ class ChosenAnalysis:
                     sys.dont_write_bytecode = dont_write
         except analysis.AnalysisError as e:
             raise PlanError(str(e)) from None
+
+
+def command_seconds_seen(stats_csv="results/stats.csv", rows=1000):
+    """The median seconds per image of an earlier run of a command (the
+    first ``rows`` rows of stats.csv), for the Slurm time request; None
+    without one (then imagestats.resources.SECONDS_PER_COMMAND)."""
+    import csv
+
+    try:
+        with open(stats_csv, newline="", encoding="utf-8", errors="surrogateescape") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            if "seconds" not in header or "exit_status" not in header:
+                return None
+            at = header.index("seconds")
+            seen = sorted(float(row[at]) for _, row in zip(range(rows), reader) if len(row) > at and row[at])
+    except (OSError, ValueError):
+        return None
+    return seen[len(seen) // 2] if seen else None
 
 
 class WorkflowPlan:
@@ -149,8 +189,15 @@ class WorkflowPlan:
         self._check()
         shard = self.plan.shards[wildcards.shard]
         return resources.shard_runtime_min(
-            shard.images, shard.bytes, threads, attempt, image_timeout=self.config["image_timeout"]
-        )
+            shard.images, shard.bytes, threads, attempt, image_timeout=self.config["image_timeout"],
+            seconds_per_image=self._seconds_per_image(),
+        )  # fmt: skip
+
+    def _seconds_per_image(self):
+        chosen = self.chosen
+        if chosen is None or not chosen.command:
+            return None
+        return chosen.seconds_per_image or resources.SECONDS_PER_COMMAND
 
     def mem_mb(self, wildcards, attempt, threads):
         self._check()
@@ -200,7 +247,7 @@ class WorkflowPlan:
         forked process with a time limit: an analysis that hangs or kills
         its process on that image must not take the plan with it."""
         chosen = self.chosen
-        if chosen is None or chosen.analysis is None:
+        if chosen is None or chosen.analysis is None or not chosen.analysis.probe_safe:
             return {}
         images = self.plan.selection
         path = images.paths[0]
