@@ -454,3 +454,56 @@ def test_a_million_image_plan(slurm, base_tree, tmp_path):
     print(f"with {found.group(1)}: {seconds:.1f} s, peak {peak:.0f} MB, {planned_slurm_jobs(out)} Slurm jobs")
     assert planned_slurm_jobs(out) <= 40
     assert "verdict            fits" in out
+
+
+# --------------------------------------------- your analysis, your command
+
+
+PER_BAND_MEAN = """\
+from PIL import ImageStat
+
+
+def band_means(image):
+    stat = ImageStat.Stat(image)
+    return {f"{band}_mean": mean for band, mean in zip(image.getbands(), stat.mean)}
+"""
+
+
+def test_a_user_function_through_slurm_matches_a_local_run(slurm, tmp_path):
+    tree = tmp_path / "EuroSAT_RGB"
+    generate(str(tree), per_class=3, workers=2)
+    (tree / "River" / "broken.jpg").write_bytes(b"not a jpeg")
+    code = tmp_path / "lab" / "scores.py"
+    code.parent.mkdir()
+    code.write_text(PER_BAND_MEAN)
+    config = (f"analysis={code}:band_means",)
+    run_profile(tmp_path / "slurm", tree, config=config, per_job=10)
+    local = tmp_path / "local"
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(local), "--configfile", str(CONFIG),
+         "--cores", "2", "results/stats.csv", "--config", f"input_dir={tree}", "images_per_job=10", *config],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    on_slurm = (tmp_path / "slurm" / "results" / "stats.csv").read_text()
+    assert on_slurm == (local / "results" / "stats.csv").read_text()
+    assert on_slurm.splitlines()[0] == "path,class,R_mean,G_mean,B_mean,error,note"
+    assert len(on_slurm.splitlines()) == 32 and "River/broken.jpg,River,,,,not an image" in on_slurm
+
+
+def test_the_guide_s_script_as_the_command_through_slurm(slurm, tmp_path):
+    tree = tmp_path / "EuroSAT_RGB"
+    generate(str(tree), per_class=3, workers=2)
+    (tree / "River" / "broken.jpg").write_bytes(b"not a jpeg")
+    work = tmp_path / "slurm"
+    work.mkdir()
+    shutil.copy(REPO / "tests" / "guide" / "image_processor.py", work / "image_processor.py")
+    template = f"{sys.executable} image_processor.py -file {{}} -out {{outdir}}"
+    run_profile(work, tree, config=(f"command={template}",), per_job=10)
+    rows = (work / "results" / "stats.csv").read_text().splitlines()
+    assert rows[0] == "path,class,exit_status,seconds,error,note" and len(rows) == 32
+    broken = [row for row in rows if row.startswith("River/broken.jpg,")]
+    assert broken and broken[0].split(",")[2] == "1" and "UnidentifiedImageError" in broken[0]
+    written = sorted(p.name for p in (work / "results" / "command_output").iterdir())
+    assert len(written) == 30 and written[0] == "AnnualCrop_1.jpg.txt"
+    line = (work / "results" / "command_output" / "Forest_1.jpg.txt").read_text()
+    assert line.startswith(f"filename:{tree}/Forest/Forest_1.jpg min:")
