@@ -214,3 +214,32 @@ def test_lmod_bash_init_defines_module_for_bash_c(lmod):
         ["bash", "-c", "type -t module || echo none"], capture_output=True, text=True, env=without
     )
     assert out.stdout.strip() == "none", "bash -c had `module` without BASH_ENV"
+
+
+def test_a_user_function_and_a_command_run_in_the_module_s_environment(lmod, small_tree, tmp_path, monkeypatch):
+    """Your function runs in the shard's processes, your command is started by
+    them: both see what the loaded module set, and the command's `python3` is
+    the module's."""
+    record = tmp_path / "python3-calls.jsonl"
+    monkeypatch.setenv("MODULEPATH", str(write_module(tmp_path / "modules", record)))
+    config = (f"input_dir={small_tree}", f"images_per_job={IMAGES_PER_JOB}", f"envmodules=[{MODULE}]")
+    work = tmp_path / "function"
+    work.mkdir()
+    (work / "which.py").write_text(
+        "import os\n\ndef module(image):\n    return {'module': os.environ.get('IMAGESTATS_TEST_MODULE', '')}\n"
+    )
+    snakemake(work, "--cores", "2", "results/stats.csv", "--sdm", "env-modules",
+              config=(*config, "analysis=which.py:module"))  # fmt: skip
+    assert {row["module"] for row in read_stats(work)} == {MODULE}
+
+    work = tmp_path / "command"
+    work.mkdir()
+    (work / "which.py").write_text(
+        "import json, os\nprint(json.dumps({'module': os.environ.get('IMAGESTATS_TEST_MODULE', '')}))\n"
+    )
+    snakemake(work, "--cores", "2", "results/stats.csv", "--sdm", "env-modules",
+              config=(*config, "command=python3 which.py {}"))  # fmt: skip
+    rows = read_stats(work)
+    assert len(rows) == 40 and {row["module"] for row in rows} == {MODULE}
+    by_command = [entry for entry in read_records(record) if entry["argv"][:1] == ["which.py"]]
+    assert len(by_command) == 40, "each image's command ran the module's python3"
