@@ -125,3 +125,20 @@ def test_resources_grow_with_the_work_and_with_each_attempt():
     assert shard_runtime_min(400, 2_000_000_000, 1, attempt=2) == 2 * heavy[0]
     assert shard_mem_mb(400, 36_000_000, 1, attempt=3) == 4 * heavy[1]
     assert shard_mem_mb(400, 36_000_000, 4) > heavy[1]  # each process holds its own image
+
+
+def test_the_time_request_allows_for_image_timeout_and_a_command_s_seconds(tmp_path):
+    from imagestats.workflow import command_seconds_seen
+
+    plain = shard_runtime_min(3400, 7_500_000, 1)
+    assert shard_runtime_min(3400, 7_500_000, 1, image_timeout=600) == plain + 10  # one hung image
+    # a command: its seconds per image instead of the cost model's
+    assert shard_runtime_min(3400, 7_500_000, 2, seconds_per_image=1.0) >= 3400 * 1.0 / 2 / 60
+    stats = tmp_path / "stats.csv"
+    stats.write_text("path,class,exit_status,seconds,error,note\n" + "".join(
+        f"a/{i}.jpg,a,0,{s},,\n" for i, s in enumerate([0.2, 0.4, 0.3, 5.0, 0.25])
+    ))  # fmt: skip
+    assert command_seconds_seen(str(stats)) == 0.3  # the median the last run showed
+    stats.write_text("path,class,min,error,note\na/1.jpg,a,3,,\n")
+    assert command_seconds_seen(str(stats)) is None  # not a command's rows
+    assert command_seconds_seen(str(tmp_path / "none.csv")) is None

@@ -28,6 +28,7 @@ _RESULT, _RAISED = b"L", b"X"
 # the ones it inherits, or a process told to stop (its task pipe closed)
 # would never see the end of its input while a sibling held a copy.
 _OPEN = set()
+GATHER_SECONDS = 0.005
 
 
 class _Process:
@@ -176,6 +177,11 @@ def run(indices, workers, start, measure, done, timed_out, died, timeout, chunk=
                     launch()
             if todo and len(busy) < workers:
                 launch()
+            if busy and all(len(p.held) > 1 for p in busy.values()):
+                # Every process has work queued: let results gather instead
+                # of waking for each image (this process shares the cores
+                # with the ones measuring).
+                time.sleep(GATHER_SECONDS)
     finally:
         for process in list(busy.values()):
             selector.unregister(process.results)
