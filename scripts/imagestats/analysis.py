@@ -230,6 +230,20 @@ def failure(error):
     return f"{type(error).__name__}: {text}{_where(error)}"
 
 
+def save_png(image, out, column):
+    """Save an image an analysis returned for ``column``, losslessly. An
+    image PNG cannot hold raises ResultError (the image's error); a full or
+    read-only disk, OSError (it stops the shard)."""
+    try:
+        image.save(out, format="PNG")
+    except (OSError, ValueError, KeyError) as e:
+        if isinstance(e, OSError) and e.errno is not None:
+            raise
+        if os.path.exists(out):
+            os.remove(out)
+        raise ResultError(f"its image for {column!r} cannot be saved as PNG ({e})") from None
+
+
 class Analysis:
     """A loaded analysis: ``row(path, file)`` measures one file."""
 
@@ -284,10 +298,7 @@ class Analysis:
 
             def save(column, image):
                 out = os.path.join(tmp, column + ".png")
-                try:
-                    image.save(out, format="PNG")
-                except (OSError, ValueError, KeyError) as e:
-                    raise ResultError(f"its image for {column!r} cannot be saved as PNG ({e})") from None
+                save_png(image, out, column)
                 sizes[column] = os.path.getsize(out)
                 return out
 

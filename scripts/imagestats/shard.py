@@ -29,7 +29,7 @@ import resource
 import time
 
 from . import journal, pool
-from .analysis import AnalysisError, ResultError, load, version
+from .analysis import AnalysisError, load, save_png, version
 from .atomic import replaced
 from .command import CommandAnalysis, CommandError
 from .command import version as command_version
@@ -143,16 +143,7 @@ class ImageFiles:
         stops the shard; an image PNG cannot hold is the row's error."""
         out = transformed_file(self.transformed_dir, column, shown)
         self._folder(out)
-        try:
-            image.save(out, format="PNG")
-        except OSError as e:
-            if e.errno is not None:
-                raise
-            _remove(out)
-            raise ResultError(f"its image for {column!r} cannot be saved as PNG ({e})") from None
-        except (ValueError, KeyError) as e:
-            _remove(out)
-            raise ResultError(f"its image for {column!r} cannot be saved as PNG ({e})") from None
+        save_png(image, out, column)
         return out
 
     def _path(self, shown):
@@ -213,7 +204,9 @@ class Measurer:
         shown = escape(entry.path)
         mark = self.journal.start(shown)
         try:
-            row = self.analysis.row(entry.path, entry.file, lambda column, image: self.files.save_image(shown, column, image))
+            row = self.analysis.row(
+                entry.path, entry.file, lambda column, image: self.files.save_image(shown, column, image)
+            )
             line = _row_line(entry, row)
             self.files.write(shown, line)
             self.journal.write(line + "\n")
