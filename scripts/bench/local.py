@@ -138,10 +138,10 @@ class XargsReference:
         return f"xargs -P {cores}"
 
     def describe(self, ctx):
-        return (f"{self.series_name(ctx.args.cores)} -I{{}} {sys.executable} {SCRIPT_NAME} -file {{}} "
-                f"-out {self.OUT}: the same script on the same files; the workflow runs "
-                f"'{COMMAND_TEMPLATE}' (and writes its stats.csv and per-image files, which xargs "
-                "does not)")  # fmt: skip
+        return (f"{shlex.join(self.command(ctx, None, None))} (in a folder holding {SCRIPT_NAME}; "
+                f"{self.LIST}: the images' absolute paths): the same script on the same files; the "
+                f"workflow runs the command {COMMAND_TEMPLATE} (and writes its stats.csv and "
+                "per-image files, which xargs does not)")  # fmt: skip
 
     def setup(self, ctx, tree, folder):
         shutil.copy(GUIDE_SCRIPT, folder)
@@ -152,6 +152,7 @@ class XargsReference:
                 f.write(os.fsencode(os.path.join(root, path)) + b"\0")
 
     def command(self, ctx, tree, folder):
+        """(The same in every folder: the list and out/ are relative to it.)"""
         return ["xargs", "-0", "-a", self.LIST, "-P", str(ctx.args.cores), "-I{}",
                 sys.executable, SCRIPT_NAME, "-file", "{}", "-out", self.OUT]  # fmt: skip
 
