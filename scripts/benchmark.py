@@ -4,12 +4,14 @@
     python3 scripts/benchmark.py                # 27,000, heavy tree, 270,000 images; 3 repetitions
     python3 scripts/benchmark.py --skip-large   # without 270,000 images (it takes minutes)
     python3 scripts/benchmark.py --quick        # smoke test: 2,700 (and 27,000) images, small heavy tree, 1 repetition
+    python3 scripts/benchmark.py --quick --skip-heavy --skip-large   # the fastest whole pass (~2 minutes)
     python3 scripts/benchmark.py --slurm        # profiles/comet on the test cluster, 27,000 and 270,000 images
 
 Options: --repeat N, --large-repeat N, --images-per-job N, --cores N (default 2),
 --targets FILE... (default: rule all, and results/stats.csv like for like),
 --config KEY=VALUE... (more workflow config), --shard-threads N (--set-threads
-image_stats=N), --skip-heavy, --huge (also a 999,000-image dry run),
+image_stats=N), --skip-heavy, --skip-bands, --skip-command, --command-repeat N
+(default 1), --huge (also a 999,000-image dry run),
 --work DIR (default /var/tmp/imagestats-bench: generated trees, run folders, logs).
 
 What it measures (local mode), on generated trees cached under --work:
@@ -27,6 +29,20 @@ What it measures (local mode), on generated trees cached under --work:
   * per shard job, from its log's last line: the largest and median peak
     memory and the processes per job;
   * a dry run (-n) planning from scratch, and a nothing-to-do rerun (warm, best of 3);
+  * analysis=bands: the workflow's results/stats.csv with --config analysis=bands
+    (per-image JSON files on, the default) against the pool calling the
+    workflow's own bands() (scripts/imagestats/analyses/bands.py) and writing
+    the same per-image files and CSV with code of its own (baseline.py
+    --analysis bands), interleaved, --repeat runs, on the 27,000 (--quick:
+    2,700) images: <= 1.3x; outputs compared as above;
+  * the guide's script as the command: the workflow's results/stats.csv with
+    --config 'command=PYTHON image_processor.py -file {} -out {outdir}'
+    (tests/guide/image_processor.py copied into the working folder, PYTHON the
+    benchmark's own interpreter) against `xargs -0 -P CORES -I{} PYTHON
+    image_processor.py -file {} -out out` on the same files, on 2,700 (--quick:
+    270) images, --command-repeat runs (default 1: a minute a side): <= 1.1x;
+    both sides' .txt files compared (the same names, the same contents) and
+    every stats.csv row's exit status checked;
   * 270,000 images (hard links to the 27,000; --skip-large to skip): dry run time
     and memory, and full runs of both to see whether time per image stays the
     same (linearity).

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The floor: a bare multiprocessing.Pool writing what the workflow writes.
 
-    python3 scripts/bench/baseline.py TREE OUT [--workers 2]
+    python3 scripts/bench/baseline.py TREE OUT [--workers 2] [--analysis bands]
+                                      [--no-per-image-files]
 
 Computes, for every image under TREE, the same numbers as the workflow
 (ImageStat.Stat of convert("L")) and writes the same outputs: OUT/images/
@@ -9,17 +10,31 @@ Computes, for every image under TREE, the same numbers as the workflow
 plan, no shards, no summary, no plots. The benchmark runs it as its own
 process, measured like Snakemake is.
 
+With --analysis bands each worker calls the workflow's own bundled function,
+``bands`` of scripts/imagestats/analyses/bands.py, imported once before the
+workers fork (as a shard job does), on the opened image, and writes the row
+the workflow writes with ``--config analysis=bands``: path, class, the
+function's columns in its order, error, note; the CSV with Python's csv
+writer, each cell str(value), None empty. --no-per-image-files writes only
+stats.csv, as the workflow with per_image_files=false.
+
 The row format is restated here, not imported from the workflow, so that
-comparing the two outputs actually checks the workflow. This file imports
-nothing from the benchmark either: its start-up is part of what is measured.
+comparing the two outputs actually checks the workflow; only the analysis
+function is the workflow's, since the benchmark measures the workflow
+calling the same function. This file imports nothing from the benchmark
+either: its start-up is part of what is measured.
 """
 
 import argparse
+import csv
 import json
 import os
+import sys
 from multiprocessing import Pool
 
-# The CSV's columns; the per-image files add the image file's size and mtime.
+SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The CSV's columns (brightness); the per-image files add the image file's size and mtime.
 COLUMNS = ("path", "class", "width", "height", "mode", "min", "max", "mean", "median", "error", "note")
 FILE_KEYS = COLUMNS + ("size", "mtime_ns")
 INT_COLUMNS = ("width", "height", "min", "max", "median")
@@ -43,11 +58,22 @@ def list_images(root):
 
 
 _root = _images_dir = None
+_function = None  # --analysis bands: the workflow's bands(), imported before the workers fork
 
 
 def _init_worker(root, images_dir):
     global _root, _images_dir
     _root, _images_dir = root, images_dir
+
+
+def write_json(path, row):
+    """<path>.json under the images folder (None: per-image files are off)."""
+    if _images_dir is None:
+        return
+    with open(
+        os.path.join(_images_dir, path + ".json"), "w", encoding="utf-8", errors="surrogateescape"
+    ) as f:
+        f.write(encode(row) + "\n")
 
 
 def measure_one(path):
@@ -79,11 +105,69 @@ def measure_one(path):
         (row["median"],) = stats.median
     except Exception as e:  # generated trees have no bad images; keep the row anyway
         row["error"] = f"{type(e).__name__}: {e}"
-    with open(
-        os.path.join(_images_dir, path + ".json"), "w", encoding="utf-8", errors="surrogateescape"
-    ) as f:
-        f.write(encode(row) + "\n")
+    write_json(path, row)
     return tuple(row[c] for c in COLUMNS)
+
+
+# ------------------------------------------------------------ --analysis bands
+
+FIXED = ("path", "class", "error", "note")
+
+
+def load_bands():
+    """The workflow's bundled ``bands`` function itself (not a copy)."""
+    if SCRIPTS not in sys.path:
+        sys.path.insert(0, SCRIPTS)
+    from imagestats.analyses.bands import bands
+
+    return bands
+
+
+def measure_with_function(path):
+    """One image through ``_function``: the row as a dict (path, class, the
+    function's columns in its order, error, note), also written as <path>.json
+    with the image file's size and mtime_ns."""
+    from PIL import Image
+
+    file = os.path.join(_root, path)
+    row = {"path": path, "class": os.path.basename(os.path.dirname(os.path.abspath(file)))}
+    found = {"size": None, "mtime_ns": None}
+    error = ""
+    try:
+        st = os.stat(file)
+        found = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        with Image.open(file) as image:
+            row.update(_function(image))
+    except Exception as e:  # generated trees have no bad images; keep the row anyway
+        error = f"{type(e).__name__}: {e}"
+    row["error"], row["note"] = error, ""
+    write_json(path, {**row, **found})
+    return row
+
+
+def header_of(rows):
+    """path, class, the columns of the first row without an error (rows in
+    path order) in the function's order, any other columns sorted, error, note."""
+    first = next((row for row in rows if not row["error"]), {})
+    columns = [key for key in first if key not in FIXED]
+    columns += sorted({key for row in rows for key in row}.difference(columns, FIXED))
+    return ["path", "class", *columns, "error", "note"]
+
+
+def cell(value):
+    """A value as stats.csv holds it: str(); None and NaN empty."""
+    if value is None or (type(value) is float and value != value):
+        return ""
+    return str(value)
+
+
+def write_rows_csv(out, rows):
+    """stats.csv of row dicts (already in path order)."""
+    header = header_of(rows)
+    with open(out, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+        writer = csv.writer(f, lineterminator=os.linesep)
+        writer.writerow(header)
+        writer.writerows([cell(row.get(key)) for key in header] for row in rows)
 
 
 def chunk_size(paths, workers):
@@ -99,13 +183,24 @@ def chunk_size(paths, workers):
     return max(1, min(256, len(paths) // (workers * 32)))
 
 
-def run(root, out, workers):
-    import pandas as pd
+def run(root, out, workers, analysis="brightness", per_image_files=True):
+    global _function
 
     paths = list_images(root)
-    images_dir = os.path.join(out, "images")
-    for folder in {os.path.dirname(p) for p in paths}:  # once per folder, not per image
-        os.makedirs(os.path.join(images_dir, folder), exist_ok=True)
+    images_dir = os.path.join(out, "images") if per_image_files else None
+    if images_dir:
+        for folder in {os.path.dirname(p) for p in paths}:  # once per folder, not per image
+            os.makedirs(os.path.join(images_dir, folder), exist_ok=True)
+    os.makedirs(out, exist_ok=True)
+    if analysis == "bands":
+        _function = load_bands()
+        with Pool(workers, _init_worker, (root, images_dir)) as pool:
+            rows = list(pool.imap(measure_with_function, paths, chunksize=chunk_size(paths, workers)))
+        rows.sort(key=lambda row: row["path"])
+        write_rows_csv(os.path.join(out, "stats.csv"), rows)
+        return
+    import pandas as pd
+
     with Pool(workers, _init_worker, (root, images_dir)) as pool:
         rows = list(pool.imap(measure_one, paths, chunksize=chunk_size(paths, workers)))
     frame = pd.DataFrame.from_records(rows, columns=list(COLUMNS))
@@ -122,8 +217,12 @@ def main(argv=None):
     parser.add_argument("tree", help="folder of images (the workflow's input_dir)")
     parser.add_argument("out", help="folder to write images/ and stats.csv into")
     parser.add_argument("--workers", type=int, default=2, help="pool size (default 2)")
+    parser.add_argument("--analysis", choices=("brightness", "bands"), default="brightness",
+                        help="brightness (restated here) or bands (the workflow's own function)")  # fmt: skip
+    parser.add_argument("--no-per-image-files", dest="per_image_files", action="store_false",
+                        help="write only stats.csv (the workflow's per_image_files=false)")  # fmt: skip
     args = parser.parse_args(argv)
-    run(args.tree, args.out, args.workers)
+    run(args.tree, args.out, args.workers, args.analysis, args.per_image_files)
 
 
 if __name__ == "__main__":

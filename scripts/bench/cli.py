@@ -1,8 +1,9 @@
 """The command line: which phases run, in which order, and the summary.
 
 Two modes. The default (local) measures the workflow against the bare pool
-on the EuroSAT-like trees and the heavy tree, plus dry run, rerun and the
-270,000-image part; --slurm measures Slurm runs with the shipped profile on
+on the EuroSAT-like trees and the heavy tree, plus dry run, rerun, the bands
+analysis against a pool calling the same function, the guide's script as the
+command against xargs, and the 270,000-image part; --slurm measures Slurm runs with the shipped profile on
 the test cluster. Each phase prepares its tree (generated or cached, read
 once so it is in the page cache, after the quiet time a big delete needs).
 """
@@ -13,7 +14,8 @@ import os
 from . import baseline, trees
 from .common import banner, machine_lines, say, version_lines
 from .context import SLOW_SYSTEM_MS_PER_IMAGE, Context
-from .local import measure_dry_run, measure_full_runs, measure_rerun, variants
+from .local import (BANDS, BANDS_POOL, COMMAND, XARGS, measure_dry_run, measure_full_runs,
+                    measure_rerun, variants)  # fmt: skip
 from .process import PEAK_RSS_SOURCE
 from .stall import SlurmWatch
 from .table import build_rows, markdown_table
@@ -29,7 +31,8 @@ def parse_args(argv, doc):
     )  # fmt: skip
     parser.add_argument("--work", default=WORK,
                         help="folder for generated trees, run folders and logs (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--repeat", type=int, help="full runs of each kind (default 3, 1 with --quick)")
+    parser.add_argument("--repeat", type=int,
+                        help="full runs of each kind (default 3, 1 with --quick), bands' too")  # fmt: skip
     parser.add_argument("--large-repeat", type=int,
                         help="full runs of each kind at 270,000 images (default: --repeat)")  # fmt: skip
     parser.add_argument("--images-per-job", type=int, help="passed to the workflow with --config")
@@ -44,11 +47,18 @@ def parse_args(argv, doc):
     parser.add_argument("--cores", type=int, default=2,
                         help="Snakemake --cores and pool size (default 2)")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: 2,700 images (27,000 for the large part), a small "
-                        "heavy tree, 1 repetition")  # fmt: skip
+                        help="smoke test: 2,700 images (27,000 for the large part, 270 for the "
+                        "command), a small heavy tree, 1 repetition")  # fmt: skip
     parser.add_argument("--skip-large", action="store_true",
                         help="skip the 270,000-image part (--slurm: the 270,000-image run)")  # fmt: skip
     parser.add_argument("--skip-heavy", action="store_true", help="skip the heavy tree")
+    parser.add_argument("--skip-bands", action="store_true",
+                        help="skip analysis=bands against a Pool calling the same function")  # fmt: skip
+    parser.add_argument("--skip-command", action="store_true",
+                        help="skip the guide's script as the command against xargs -P")  # fmt: skip
+    parser.add_argument("--command-repeat", type=int, default=1, metavar="N",
+                        help="runs of each side of the command phase (default 1: about a minute "
+                        "each at 2,700 images)")  # fmt: skip
     parser.add_argument("--huge", action="store_true",
                         help="also a dry run at 999,000 images (hard links), time and memory")  # fmt: skip
     parser.add_argument("--slurm", action="store_true",
@@ -65,11 +75,11 @@ def parse_args(argv, doc):
     return args
 
 
-def prepare(ctx, tree):
+def prepare(ctx, tree, title=None):
     """A phase's tree, warm, with nothing slowing the disk."""
     trees.warm_up(tree)
     ctx.wait_after_delete()
-    say(f"\n## {tree.label}")
+    say(f"\n## {title or tree.label}")
     if tree.kind == "heavy":
         say(f"heavy tree: {trees.describe_heavy(tree)} ({tree.root})")
     ctx.slurm.check(tree.label)
@@ -122,6 +132,15 @@ def local_main(ctx):
     small = measure_full_runs(ctx, tree, args.repeat, variants(args.targets, tree.kind))
     rerun = measure_rerun(ctx, tree, tries=3, runs=small.workflows[0])
 
+    bands = command = None
+    if not args.skip_bands:  # the same tree: "27,000 EuroSAT-like images"
+        tree = prepare(ctx, small_tree, f"analysis=bands against a Pool calling bands(), {small_tree.label}")
+        bands = measure_full_runs(ctx, tree, args.repeat, [BANDS], BANDS_POOL)
+    if not args.skip_command:  # "2,700 images": a tenth of the small tree's
+        tree = trees.eurosat(args.work, scale / 10)
+        prepare(ctx, tree, f"the guide's script as the command against xargs, {tree.label}")
+        command = measure_full_runs(ctx, tree, args.command_repeat, [COMMAND], XARGS)
+
     heavy = None
     if not args.skip_heavy:
         tree = prepare(ctx, trees.heavy(args.work, scale))
@@ -146,7 +165,7 @@ def local_main(ctx):
         say(ctx.slurm.summary())
     busy_banner(ctx)
     slow = [f"{full.tree.label} ({full.baseline.system_ms_per_image:.3f} ms)"
-            for full in (small, large) if full is not None and full.slow_disk]  # fmt: skip
+            for full in (small, bands, large) if full is not None and full.slow_disk]  # fmt: skip
     if slow:
         say(banner(
             f"SLOW DISK: the baseline paid more than {SLOW_SYSTEM_MS_PER_IMAGE} ms of system CPU "
@@ -155,7 +174,8 @@ def local_main(ctx):
             "Rerun later.",
         ))  # fmt: skip
     say("")
-    say(markdown_table(build_rows(small, dry, rerun, heavy, large, large_dry, huge_dry), ctx.slurm.invalid))
+    rows = build_rows(small, dry, rerun, heavy, large, large_dry, huge_dry, bands, command)
+    say(markdown_table(rows, ctx.slurm.invalid))
     per_job = args.images_per_job or "config default"
     say(
         f"\nWorkflow targets: {' '.join(args.targets) or 'rule all, and results/stats.csv like for like'}; "
@@ -163,6 +183,13 @@ def local_main(ctx):
         "this run; 'x limit' is the share of a limit used; memory is the peak RSS of the largest "
         "single process (per shard job: as its log says)."
     )
+    if bands:
+        files = "with per-image JSON files" if ctx.per_image_files() else "per_image_files=false"
+        say(f"analysis=bands: the workflow's results/stats.csv target ({files}) against "
+            f"{BANDS_POOL.describe(ctx)}; outputs compared byte for byte (JSON files as JSON).")  # fmt: skip
+    if command:
+        say(f"command: the workflow's results/stats.csv target against {XARGS.describe(ctx)}; "
+            f"{args.command_repeat} run(s) of each (--command-repeat).")  # fmt: skip
 
 
 def slurm_main(ctx):

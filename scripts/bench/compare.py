@@ -3,12 +3,16 @@
 A speed figure means nothing if the faster run wrote something else, so every
 full run's outputs are checked against the baseline's (or a Slurm run's
 against a local run's): stats.csv byte for byte, and every per-image JSON file
-as parsed JSON (key order and spacing may differ, values may not).
+as parsed JSON (key order and spacing may differ, values may not). A run
+of the guide's script as the workflow's command is checked against xargs
+running it: the same .txt files with the same contents.
 """
 
+import csv
 import filecmp
 import json
 import os
+import re
 
 NUMERIC_COLUMNS = ("width", "height", "min", "max", "median", "mean")
 
@@ -89,3 +93,85 @@ def compare_json_files(wf_dir, bl_dir):
         f"per-image JSON files: {len(differ):,} DIFFER{which}, {len(missing):,} missing, "
         f"{len(extra):,} extra (e.g. {example})"
     )
+
+
+# ------------------------------------------------------------ the command against xargs
+
+# What the guide's image_processor.py writes per image: filename:F min:A max:B mean:C
+_GUIDE_LINE = re.compile(r"^filename:(?P<filename>.*) min:(?P<min>\S+) max:(?P<max>\S+) mean:(?P<mean>\S+)\n?$", re.S)
+
+
+def txt_files(folder):
+    """{name: bytes} of the .txt files directly in ``folder`` (none when it is missing)."""
+    if not os.path.isdir(folder):
+        return {}
+    found = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(".txt") and entry.is_file():
+                with open(entry.path, "rb") as f:
+                    found[entry.name] = f.read()
+    return found
+
+
+def guide_numbers(data):
+    """(min, max, mean) of one image_processor.py output, or None if it is not one."""
+    found = _GUIDE_LINE.match(data.decode("utf-8", "surrogateescape"))
+    return None if found is None else (found["min"], found["max"], found["mean"])
+
+
+def command_rows(stats_csv):
+    """(rows, rows that failed) of a command run's stats.csv: failed is a
+    non-zero exit_status or an error."""
+    with open(stats_csv, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        rows = list(csv.DictReader(f))
+    failed = [row for row in rows if row.get("exit_status") != "0" or row.get("error")]
+    return rows, failed
+
+
+def compare_command_outputs(wf_folder, wf_out, ref_out, images):
+    """Whether a workflow run of the guide's script (its working folder
+    ``wf_folder``, the script's output folder ``wf_out``) wrote what xargs
+    running the same script wrote into ``ref_out``: one .txt per image on
+    both sides, the same names, and the same contents (byte for byte, or at
+    least the same min, max and mean where the filename field differs);
+    and the workflow's stats.csv has a row per image, each exit status 0.
+    Returns (identical, a sentence)."""
+    wf, ref = txt_files(wf_out), txt_files(ref_out)
+    problems = []
+    if len(ref) != images:
+        problems.append(f"xargs wrote {len(ref):,} .txt files for {images:,} images")
+    if len(wf) != images:
+        problems.append(f"the workflow wrote {len(wf):,} .txt files for {images:,} images")
+    missing, extra = sorted(ref.keys() - wf.keys()), sorted(wf.keys() - ref.keys())
+    if missing or extra:
+        problems.append(f"names differ: {len(missing):,} missing (e.g. {(missing or ['-'])[0]}), "
+                        f"{len(extra):,} extra (e.g. {(extra or ['-'])[0]})")  # fmt: skip
+    common = sorted(wf.keys() & ref.keys())
+    unequal = [name for name in common if wf[name] != ref[name]]
+    numbers_differ = [
+        name for name in unequal
+        if guide_numbers(wf[name]) is None or guide_numbers(wf[name]) != guide_numbers(ref[name])
+    ]  # fmt: skip
+    if numbers_differ:
+        name = numbers_differ[0]
+        problems.append(f"{len(numbers_differ):,} files DIFFER in min/max/mean (e.g. {name}: "
+                        f"{wf[name]!r} vs xargs {ref[name]!r})")  # fmt: skip
+    try:
+        rows, failed = command_rows(os.path.join(wf_folder, "results", "stats.csv"))
+    except OSError as e:
+        problems.append(f"no stats.csv ({e})")
+    else:
+        if len(rows) != images:
+            problems.append(f"stats.csv has {len(rows):,} rows for {images:,} images")
+        if failed:
+            problems.append(f"stats.csv: {len(failed):,} rows with a failed command (e.g. {failed[0]})")
+    if problems:
+        return False, "command outputs DIFFER: " + "; ".join(problems)
+    how = ("byte for byte" if not unequal else
+           f"the same min, max and mean ({len(unequal):,} differ in the filename field only)")  # fmt: skip
+    seconds = sorted(float(row["seconds"]) for row in rows if row.get("seconds"))
+    own = (f", the command's own time (its 'seconds'): {sum(seconds):.1f} s in all, median "
+           f"{1000 * seconds[len(seconds) // 2]:.0f} ms per image" if seconds else "")  # fmt: skip
+    return True, (f"{len(ref):,} .txt files on each side, the same names, contents {how}; "
+                  f"stats.csv: {len(rows):,} rows, every exit_status 0{own}")  # fmt: skip

@@ -70,18 +70,30 @@ class Context:
                 "ago, and creating files is slow for a while after that")  # fmt: skip
             time.sleep(left)
 
-    def config(self, tree):
-        """The workflow's --config values for a run on ``tree``."""
+    def config(self, tree, more=()):
+        """The workflow's --config values for a run on ``tree``; ``more``
+        (a phase's own, e.g. analysis=bands) last, so that they hold."""
         config = [f"input_dir={tree.root}"]
         if self.args.images_per_job:
             config.append(f"images_per_job={self.args.images_per_job}")
-        return config + list(self.args.config)
+        return config + list(self.args.config) + list(more)
 
-    def snakemake(self, tree, *extra, targets=None, cores=None, profile=None):
+    def per_image_files(self):
+        """Whether the workflow writes per-image files: its default (true)
+        unless --config sets per_image_files to false or no, which the
+        workflow reads in any case (imagestats.workflow.read_booleans)."""
+        value = True
+        for item in self.args.config:
+            key, _, text = item.partition("=")
+            if key.strip() == "per_image_files":
+                value = text.strip().lower() not in ("false", "no")
+        return value
+
+    def snakemake(self, tree, *extra, targets=None, cores=None, profile=None, config=()):
         """The Snakemake command for a run on ``tree``: local with --cores, or with a
-        profile (which then sets the cores); ``targets`` None means --targets.
-        Options taking several values (--set-threads, --config) come last, so
-        that they cannot swallow the targets."""
+        profile (which then sets the cores); ``targets`` None means --targets;
+        ``config``: more --config values. Options taking several values
+        (--set-threads, --config) come last, so that they cannot swallow the targets."""
         targets = self.args.targets if targets is None else targets
         where = ["--profile", profile] if profile else ["--cores", str(cores or self.args.cores)]
         threads = (
@@ -89,5 +101,5 @@ class Context:
         )  # fmt: skip
         return [
             sys.executable, "-m", "snakemake", "-s", SNAKEFILE, *targets, "--configfile", CONFIGFILE,
-            *where, *extra, *threads, "--config", *self.config(tree),
+            *where, *extra, *threads, "--config", *self.config(tree, config),
         ]  # fmt: skip

@@ -36,18 +36,20 @@ def timing(series):
 
 
 def full_run_rows(full):
-    """Workflow variants against the baseline on one tree, then what they wrote."""
+    """Workflow variants against the reference (the baseline Pool, or xargs)
+    on one tree, then what they wrote."""
     where = f"full run, {full.tree.label}"
+    ref = full.reference
     rows = []
     for wf in full.workflows:
         ratio, limit = full.ratio(wf), full.max_ratio(wf)
         rows.append(Row(f"{where}, {wf.variant.label}: workflow (median of {len(wf.series.runs)})",
-                        timing(wf.series), f"<= {limit}x baseline", f"{ratio:.2f}x baseline",
+                        timing(wf.series), f"<= {limit}x {ref.short}", f"{ratio:.2f}x {ref.short}",
                         ratio <= limit))  # fmt: skip
-    rows.append(Row(f"{where}: baseline Pool (median of {len(full.baseline.runs)})",
+    rows.append(Row(f"{where}: {ref.name} (median of {len(full.baseline.runs)})",
                     timing(full.baseline), "reference", "", None))  # fmt: skip
     for wf in full.workflows:
-        rows.append(Row(f"{where}, {wf.variant.label}: outputs equal to the baseline's",
+        rows.append(Row(f"{where}, {wf.variant.label}: outputs equal to {ref.owner}",
                         "yes" if wf.identical else "NO", "identical", "", wf.identical))  # fmt: skip
     for wf in full.workflows[:1]:  # the shards are the same in every variant
         rows.append(Row(f"{where}: shard jobs, peak memory of each", wf.shards.short(),
@@ -93,12 +95,16 @@ def dry_run_rows(dry, max_s, max_mb=None):
     return rows
 
 
-def build_rows(small, dry, rerun, heavy=None, large=None, large_dry=None, huge_dry=None):
+def build_rows(small, dry, rerun, heavy=None, large=None, large_dry=None, huge_dry=None,
+               bands=None, command=None):  # fmt: skip
     rows = full_run_rows(small)
     rows += dry_run_rows(dry, DRY_RUN_MAX_S)
     rows.append(limit_row(
         f"nothing-to-do rerun, {rerun.images:,} images (best of {len(rerun.runs)})",
         f"{rerun.best:.2f} s ({rerun.peak_mb:.0f} MB)", rerun.best, RERUN_MAX_S, "s"))  # fmt: skip
+    for other in (bands, command):  # against their own references
+        if other:
+            rows += full_run_rows(other)
     if heavy:
         rows += full_run_rows(heavy)
     if large_dry:
