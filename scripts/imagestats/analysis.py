@@ -249,6 +249,7 @@ class Analysis:
 
     probe_safe = True  # the plan may measure an image with it (nothing is written)
     grace = 0  # seconds on top of image_timeout before its process is stopped
+    one_at_a_time = False  # True: an image costs the same whatever its size (a process start)
 
     def __init__(self, spec, function):
         self.spec = spec

@@ -401,7 +401,10 @@ def _measure(entries, todo, suspects, lines, earlier, on_error, workers, measuri
             average = sum(entries[i].size for i in todo) / len(todo)
             # Small images: chunks, so the hand-over costs less than the image;
             # big ones one at a time, so the processes finish together.
-            chunk = 1 if average > 1_000_000 else max(1, min(64, len(todo) // (workers * 8)))
+            if average > 1_000_000 or measuring[4].one_at_a_time:
+                chunk = 1
+            else:
+                chunk = max(1, min(64, len(todo) // (workers * 8)))
             pool.run(todo, workers, start, measure, done, timed_out, died_in_pool, image_timeout, chunk)
     finally:
         here.journal.close()
