@@ -211,16 +211,17 @@ class Measurer:
 
     def __call__(self, entry):
         shown = escape(entry.path)
-        mark = self.journal.start(shown)
         try:
+            self.journal.start(shown)
             row = self.analysis.row(entry.path, entry.file, lambda column, image: self.files.save_image(shown, column, image))
             line = _row_line(entry, row)
             self.files.write(shown, line)
             self.journal.write(line + "\n")
         except BaseException:
-            # Not the image's fault (a full disk, an interrupt): take the
-            # start back, so no later attempt counts it as a death.
-            self.journal.undo(mark)
+            # Not the image's fault (a full disk, a stop signal, wherever
+            # it came): take the start back, so no later attempt counts it
+            # as a death; a row already written stays.
+            self.journal.take_back()
             raise
         return line
 
