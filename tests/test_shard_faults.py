@@ -10,9 +10,18 @@ log, a byte on a pipe), then counts rows and reads files.
 
 import json
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 
+import pytest
+
+from conftest import SCRIPTS, reference
 from imagestats import journal
+from imagestats.plan import make_plan, read_shard_list, write_plan
 
 KEY = "k-1"
 
@@ -140,3 +149,254 @@ def test_take_back_after_a_stopped_line(tmp_path):
     assert sorted(earlier.rows) == ["a.jpg"] and earlier.deaths == {}
     with open(j.file) as f:
         assert "b.jpg" not in f.read()
+
+
+# ------------------------------------------------------------ shard runs
+
+# A sitecustomize.py first on PYTHONPATH: when IMAGESTATS_TEST_HOLD_ON names
+# file names (comma-separated), the process that opens one of them writes its
+# pid and the name to the fd IMAGESTATS_TEST_READY_FD, then waits for a byte on the fd
+# IMAGESTATS_TEST_GATE_FD: the test knows which process is on which image,
+# and signals it there. With IMAGESTATS_TEST_HOLD_DEAF it blocks the stop
+# signals first, as a process stuck in C code (a decoder) cannot run its
+# handler until the SIGKILL that follows.
+HOLDER = '''\
+import os
+
+_targets = os.environ.get("IMAGESTATS_TEST_HOLD_ON")
+if _targets:
+    import signal
+
+    import PIL.Image
+
+    _open = PIL.Image.open
+
+    def _open_held(fp, *args, **kwargs):
+        if isinstance(fp, (str, bytes, os.PathLike)) and os.path.basename(os.fsdecode(fp)) in _targets.split(","):
+            if os.environ.get("IMAGESTATS_TEST_HOLD_DEAF"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+            name = os.path.basename(os.fsdecode(fp)).encode()
+            os.write(int(os.environ["IMAGESTATS_TEST_READY_FD"]), b"%d %s\\n" % (os.getpid(), name))
+            os.read(int(os.environ["IMAGESTATS_TEST_GATE_FD"]), 1)
+        return _open(fp, *args, **kwargs)
+
+    PIL.Image.open = _open_held
+'''
+
+DIED = "died on this image"
+SUMMARY = re.compile(r"^image_stats: (\d+) images \((\d+) measured, (\d+) kept\)", re.MULTILINE)
+
+
+class Shard:
+    """One shard of a tree, measured by scripts/image_stats.py as the
+    workflow's rule runs it: its list, table, per-image files and journal."""
+
+    def __init__(self, tmp_path, tree):
+        plan = make_plan({"input_dir": str(tree), "images_per_job": 10_000})
+        write_plan(plan, tmp_path / "plan")
+        ((self.name, shard),) = plan.shards.items()
+        self.tmp = tmp_path
+        self.list_file = tmp_path / "plan" / shard.list_name
+        self.table = tmp_path / "results" / "shards" / f"{self.name}.jsonl"
+        self.table.parent.mkdir(parents=True)
+        self.images = tmp_path / "results" / "images"
+        self.journal = tmp_path / "results" / "journal"
+        self.entries = read_shard_list(self.list_file, tree)
+        self.runs = 0
+        holder = tmp_path / "holder"
+        holder.mkdir()
+        (holder / "sitecustomize.py").write_text(HOLDER)
+        self.pythonpath = os.pathsep.join(p for p in (str(holder), os.environ.get("PYTHONPATH")) if p)
+
+    def order(self, workers):
+        """Names of the images in the order the shard hands them out."""
+        order = range(len(self.entries))
+        if workers > 1:
+            order = sorted(order, key=lambda i: -self.entries[i].size)
+        return [os.path.basename(self.entries[i].path) for i in order]
+
+    def start(self, workers=1, hold=(), deaf=False, group=False):
+        """Start image_stats.py; with ``hold``, the processes that open those
+        images stop there: returns (process, log file, ready fd, gate fd)."""
+        self.runs += 1
+        log = self.tmp / f"run{self.runs}.log"
+        env = {**os.environ, "PYTHONPATH": self.pythonpath}
+        ready_r = ready_w = gate_r = gate_w = None
+        fds = ()
+        if hold:
+            ready_r, ready_w = os.pipe()
+            gate_r, gate_w = os.pipe()
+            fds = (ready_w, gate_r)
+            env.update(IMAGESTATS_TEST_HOLD_ON=",".join(hold), IMAGESTATS_TEST_READY_FD=str(ready_w),
+                       IMAGESTATS_TEST_GATE_FD=str(gate_r))  # fmt: skip
+            if deaf:
+                env["IMAGESTATS_TEST_HOLD_DEAF"] = "1"
+        cmd = [sys.executable, SCRIPTS / "image_stats.py", self.list_file, self.table,
+               "--images-dir", self.images, "--journal-dir", self.journal, "--workers", str(workers)]  # fmt: skip
+        with open(log, "w") as out:
+            proc = subprocess.Popen([str(c) for c in cmd], stderr=out, stdout=out, env=env, pass_fds=fds,
+                                    start_new_session=group)  # fmt: skip
+        if hold:
+            os.close(ready_w)  # so that reading sees the end if the shard dies first
+            os.close(gate_r)
+        proc.log = log
+        proc.ready, proc.gate = ready_r, gate_w
+        return proc
+
+    def run(self, workers=1):
+        proc = self.start(workers)
+        assert proc.wait() == 0, proc.log.read_text()
+        return summary(proc)
+
+    def rows(self):
+        return {row["path"]: row for row in map(json.loads, self.table.read_text().splitlines())}
+
+    def earlier(self):
+        """What the journal holds for the next attempt (the key does not
+        matter for deaths)."""
+        return journal.load(str(self.journal), self.name, "any")
+
+    def journal_snapshot(self):
+        folder = self.journal / self.name
+        return {p.name: p.read_bytes() for p in folder.iterdir()} if folder.exists() else {}
+
+
+def summary(proc):
+    """(images, measured, kept) of the shard's last line."""
+    found = SUMMARY.findall(proc.log.read_text())
+    assert found, proc.log.read_text()
+    return tuple(int(x) for x in found[-1])
+
+
+def held(proc, count):
+    """{image name: pid} of the ``count`` processes now holding an image."""
+    data = b""
+    while data.count(b"\n") < count:
+        more = os.read(proc.ready, 100)
+        if not more:
+            proc.wait()
+            pytest.fail(f"the shard ended before {count} process(es) held their image:\n{proc.log.read_text()}")
+        data += more
+    return {name.decode(): int(pid) for pid, name in (line.split() for line in data.splitlines())}
+
+
+def finish(proc):
+    """Wait for the shard, then close the test's ends of the pipes (not
+    before: a held process would go on); the exit status."""
+    status = proc.wait(timeout=120)
+    for fd in (proc.ready, proc.gate):
+        if fd is not None:
+            os.close(fd)
+    return status
+
+
+def wait_for_line(proc, text):
+    """Wait (no time is asserted: a generous limit only keeps a broken
+    test from hanging) until the log of ``proc`` has ``text``."""
+    deadline = time.monotonic() + 120
+    while text not in proc.log.read_text():
+        assert proc.poll() is None, proc.log.read_text()
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} in {proc.log}:\n{proc.log.read_text()}")
+        time.sleep(0.02)
+
+
+def check_numbers(shard, rows):
+    for entry in shard.entries:
+        row = rows[entry.path]
+        assert row["error"] == "", (entry.path, row["error"])
+        assert (row["min"], row["max"], row["mean"], row["median"]) == reference(entry.file)
+
+
+# ------------------------------------------- stop signals are no death
+
+
+def stopped_cleanly(shard, proc, in_flight):
+    """After a stop signal: the shard exited on it, wrote no table, and
+    the images its processes were on count no death; the rerun measures
+    them like any other and no row says 'died'."""
+    assert proc.wait() == 128 + signal.SIGTERM, proc.log.read_text()
+    assert "image_stats: stopped: stopped by SIGTERM" in proc.log.read_text()
+    assert not shard.table.exists()
+    assert shard.earlier().deaths == {}
+    images, measured, kept = shard.run(workers=2)
+    assert images == 40 and measured + kept == 40 and measured >= len(in_flight)
+    rows = shard.rows()
+    assert not [row for row in rows.values() if DIED in row["error"]]
+    check_numbers(shard, rows)
+
+
+@pytest.mark.parametrize("deaf", [False, True], ids=["handles", "stuck-in-c"])
+def test_sigterm_to_the_main_process_is_no_death(small_tree, tmp_path, deaf):
+    """Snakemake on Ctrl-C, a user's kill: the main process stops its
+    measuring processes. One stuck in C code ('deaf') cannot take its
+    start back before the SIGKILL: the main process's note does."""
+    shard = Shard(tmp_path, small_tree)
+    order = shard.order(2)
+    in_flight = [order[0], order[2]]  # the first image of each process's first chunk
+    proc = shard.start(workers=2, hold=in_flight, deaf=deaf)
+    held(proc, 2)
+    proc.send_signal(signal.SIGTERM)
+    finish(proc)
+    stopped_cleanly(shard, proc, in_flight)
+
+
+def test_sigterm_to_the_process_group_is_no_death(small_tree, tmp_path):
+    """Slurm (scancel, a time limit, preemption, a requeue) signals every
+    process of the job at once."""
+    shard = Shard(tmp_path, small_tree)
+    order = shard.order(2)
+    in_flight = [order[0], order[2]]
+    proc = shard.start(workers=2, hold=in_flight, group=True)
+    held(proc, 2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    finish(proc)
+    stopped_cleanly(shard, proc, in_flight)
+
+
+# ----------------------------------------------- a real death still counts
+
+
+def test_sigkill_on_an_image_still_counts_and_twice_gives_the_error_row(small_tree, tmp_path):
+    """A process killed on its image with no stop signal before (a decoder
+    crash, the OOM killer) counts a death; the other process, stopped by
+    the shard, counts none. Killed again when measured alone: the error row."""
+    shard = Shard(tmp_path, small_tree)
+    order = shard.order(2)
+    victim, bystander = order[0], order[2]
+    proc = shard.start(workers=2, hold=[victim, bystander])
+    os.kill(held(proc, 2)[victim], signal.SIGKILL)
+    assert finish(proc) == 1, proc.log.read_text()
+    assert "a measuring process of" in proc.log.read_text()
+    deaths = shard.earlier().deaths
+    assert {os.path.basename(path): n for path, n in deaths.items()} == {victim: 1}
+
+    proc = shard.start(workers=2, hold=[victim])  # measured alone first
+    os.kill(held(proc, 1)[victim], signal.SIGKILL)
+    assert finish(proc) == 0, proc.log.read_text()
+    rows = {os.path.basename(path): row for path, row in shard.rows().items()}
+    assert "died on this image in 2 attempts" in rows[victim]["error"]
+    assert [name for name, row in rows.items() if row["error"]] == [victim]
+
+
+def test_a_stop_while_an_image_is_measured_alone_writes_no_error_row(small_tree, tmp_path):
+    """An image died on once is measured alone; a job cancelled then must
+    not turn it into 'died in 2 attempts'."""
+    shard = Shard(tmp_path, small_tree)
+    victim = shard.order(2)[0]
+    proc = shard.start(workers=2, hold=[victim])
+    os.kill(held(proc, 1)[victim], signal.SIGKILL)  # a real death: one
+    assert finish(proc) == 1, proc.log.read_text()
+
+    proc = shard.start(workers=2, hold=[victim], group=True)  # alone, and the job is cancelled
+    held(proc, 1)
+    os.killpg(proc.pid, signal.SIGTERM)
+    finish(proc)
+    assert proc.wait() == 128 + signal.SIGTERM, proc.log.read_text()
+    assert not shard.table.exists()
+    assert {os.path.basename(p): n for p, n in shard.earlier().deaths.items()} == {victim: 1}
+
+    shard.run(workers=2)  # measured alone once more, and fine
+    rows = shard.rows()
+    assert not [row for row in rows.values() if DIED in row["error"]]
+    check_numbers(shard, rows)

@@ -20,6 +20,15 @@ a second death is caught without losing the shard.
 With ``workers`` > 1 the images are measured by that many processes
 (largest first, so no process is left with a big image at the end); the
 table and per-image files are the same as with one.
+
+A stop signal (SIGTERM, SIGINT, SIGHUP: a cancelled, timed-out, preempted
+or requeued Slurm job, scancel, Ctrl-C) is no image's fault: the measuring
+processes take back the start of the image they were on and exit, the main
+process stops them (noting in their journals which image each was stopped
+on, for one that cannot take it back itself) and raises pool.Stopped; no
+table is written, and no image counts a death. Only a process that dies
+on its own (a decoder crash, the OOM killer, a SIGKILL with no stop signal
+before it) counts one.
 """
 
 import errno
@@ -265,6 +274,13 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
     instead of an analysis (imagestats.command).
     """
     started = time.time() if started is None else started
+    with pool.stop_signals():  # SIGTERM, SIGINT, SIGHUP raise pool.Stopped
+        return _run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log, root, workers,
+                          journal_dir, started, csv_file, analysis, image_timeout, transformed_dir, command)  # fmt: skip
+
+
+def _run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log, root, workers,
+               journal_dir, started, csv_file, analysis, image_timeout, transformed_dir, command):  # fmt: skip
     configure(max_image_pixels)
     if root is None:
         root = read_plan_index(os.path.dirname(os.path.abspath(list_file)))["root"]
@@ -280,9 +296,9 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
         chosen = load(analysis)
         key = journal.measure_key(version(analysis), max_image_pixels)
     entries = read_shard_list(list_file, root)
-    earlier = journal.load(journal_dir, shard, key)
     measuring = (journal_dir, shard, key, images_dir, chosen, transformed_dir)
     try:
+        earlier = journal.load(journal_dir, shard, key)
         return _run(entries, earlier, table_file, csv_file, on_error, log, workers,
                     measuring, started, image_timeout + chosen.grace)  # fmt: skip
     except OSError as e:
@@ -400,9 +416,12 @@ def _measure(entries, todo, suspects, lines, earlier, on_error, workers, measuri
             "measured alone next time"
         )
 
+    def abandon(pid, i):  # the shard stops process pid while it holds entries[i]: not the image's fault
+        journal.mark_stopped(journal_dir, shard, pid, escape(entries[i].path))
+
     try:
         for i in suspects:
-            pool.run([i], 1, start, measure, done, timed_out, died_alone, image_timeout)
+            pool.run([i], 1, start, measure, done, timed_out, died_alone, image_timeout, abandon=abandon)
         if todo:
             if workers > 1:  # largest first, so no process is left with a big image at the end
                 todo = sorted(todo, key=lambda i: -entries[i].size)
@@ -410,7 +429,7 @@ def _measure(entries, todo, suspects, lines, earlier, on_error, workers, measuri
             # Small images: chunks, so the hand-over costs less than the image;
             # big ones one at a time, so the processes finish together.
             chunk = 1 if average > 1_000_000 else max(1, min(64, len(todo) // (workers * 8)))
-            pool.run(todo, workers, start, measure, done, timed_out, died_in_pool, image_timeout, chunk)
+            pool.run(todo, workers, start, measure, done, timed_out, died_in_pool, image_timeout, chunk, abandon)
     finally:
         here.journal.close()
 
@@ -448,3 +467,15 @@ FATAL = "image_stats: stopped: "
 
 # The exceptions image_stats.py turns into that line.
 SHARD_ERRORS = (ImageFailed, StorageFailed, WorkerDied, AnalysisError, CommandError)
+
+# Raised by run_shard on a stop signal (see the module doc).
+Stopped = pool.Stopped
+
+
+def stopped_line(stopped, shard_list):
+    """What image_stats.py says when a stop signal ended the shard."""
+    return (
+        f"{FATAL}{stopped} (the job was cancelled, timed out, preempted or interrupted) while "
+        f"measuring {os.path.basename(shard_list)}; every image measured so far is kept, and no image "
+        "is blamed: rerun to go on"
+    )
