@@ -308,6 +308,37 @@ def check_numbers(shard, rows):
         assert (row["min"], row["max"], row["mean"], row["median"]) == reference(entry.file)
 
 
+# -------------------------------------------------------- a twin waits
+
+
+def test_a_twin_waits_for_the_first_job_then_reuses_its_rows(small_tree, tmp_path):
+    alone = Shard(tmp_path / "alone", small_tree)
+    assert alone.run() == (40, 40, 0)
+
+    shard = Shard(tmp_path / "twins", small_tree)
+    first = shard.start(hold=[shard.order(1)[5]])
+    held(first, 1)  # the first job holds the lock and is on its sixth image
+    before = shard.journal_snapshot()
+    twin = shard.start()
+    wait_for_line(twin, f"image_stats: waiting for {shard.name}: another job is measuring it (pid {first.pid} on")
+    stopped_twin = shard.start()
+    wait_for_line(stopped_twin, f"waiting for {shard.name}")
+    stopped_twin.send_signal(signal.SIGTERM)  # a twin cancelled while it waits
+    assert stopped_twin.wait() == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in stopped_twin.log.read_text()
+    assert shard.journal_snapshot() == before, "a waiting twin touched the journal"
+    assert not shard.table.exists()
+
+    os.write(first.gate, b"go")
+    assert finish(first) == 0, first.log.read_text()
+    assert twin.wait() == 0, twin.log.read_text()
+    assert summary(first) == (40, 40, 0)
+    assert summary(twin) == (40, 0, 40)  # every row reused: nothing measured twice
+    assert shard.table.read_bytes() == alone.table.read_bytes()
+    assert sorted(shard.journal_snapshot()) == sorted(alone.journal_snapshot())  # kept table and lock
+    check_numbers(shard, shard.rows())
+
+
 # ------------------------------------------- stop signals are no death
 
 

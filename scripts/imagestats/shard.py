@@ -21,6 +21,10 @@ With ``workers`` > 1 the images are measured by that many processes
 (largest first, so no process is left with a big image at the end); the
 table and per-image files are the same as with one.
 
+One job per shard at a time: the shard's lock (imagestats.lock) is taken
+before the journal is read and held until the table is written and the
+journal kept; a second job on the shard waits for it, then reuses its rows.
+
 A stop signal (SIGTERM, SIGINT, SIGHUP: a cancelled, timed-out, preempted
 or requeued Slurm job, scancel, Ctrl-C) is no image's fault: the measuring
 processes take back the start of the image they were on and exit, the main
@@ -42,6 +46,7 @@ from .analysis import AnalysisError, ResultError, load, version
 from .atomic import replaced
 from .command import CommandAnalysis, CommandError
 from .command import version as command_version
+from .lock import shard_lock
 from .measure import configure
 from .names import escape
 from .plan import read_plan_index, read_shard_list, stats_file_key
@@ -298,9 +303,10 @@ def _run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, lo
     entries = read_shard_list(list_file, root)
     measuring = (journal_dir, shard, key, images_dir, chosen, transformed_dir)
     try:
-        earlier = journal.load(journal_dir, shard, key)
-        return _run(entries, earlier, table_file, csv_file, on_error, log, workers,
-                    measuring, started, image_timeout + chosen.grace)  # fmt: skip
+        with shard_lock(journal_dir, shard, log):  # before the journal is read, until it is kept
+            earlier = journal.load(journal_dir, shard, key)
+            return _run(entries, earlier, table_file, csv_file, on_error, log, workers,
+                        measuring, started, image_timeout + chosen.grace)  # fmt: skip
     except OSError as e:
         if e.errno not in _STORAGE_ERRORS:
             raise
