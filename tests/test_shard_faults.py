@@ -8,6 +8,8 @@ here asserts how long anything takes: a test waits for a state (a line in a
 log, a byte on a pipe), then counts rows and reads files.
 """
 
+import errno
+import io
 import json
 import os
 import re
@@ -20,8 +22,9 @@ import time
 import pytest
 
 from conftest import SCRIPTS, reference
-from imagestats import journal
+from imagestats import journal, lock
 from imagestats.plan import make_plan, read_shard_list, write_plan
+from imagestats.shard import run_shard
 
 KEY = "k-1"
 
@@ -263,8 +266,12 @@ class Shard:
 
 def summary(proc):
     """(images, measured, kept) of the shard's last line."""
-    found = SUMMARY.findall(proc.log.read_text())
-    assert found, proc.log.read_text()
+    return counts(proc.log.read_text())
+
+
+def counts(log):
+    found = SUMMARY.findall(log)
+    assert found, log
     return tuple(int(x) for x in found[-1])
 
 
@@ -336,6 +343,43 @@ def test_a_twin_waits_for_the_first_job_then_reuses_its_rows(small_tree, tmp_pat
     assert summary(twin) == (40, 0, 40)  # every row reused: nothing measured twice
     assert shard.table.read_bytes() == alone.table.read_bytes()
     assert sorted(shard.journal_snapshot()) == sorted(alone.journal_snapshot())  # kept table and lock
+    check_numbers(shard, shard.rows())
+
+
+def test_when_the_first_job_dies_the_twin_takes_over(small_tree, tmp_path):
+    """The kernel drops the lock of a job that dies however it dies (here
+    SIGKILL to all its processes, as a lost node or the OOM killer): the
+    waiting twin goes on from its journal."""
+    alone = Shard(tmp_path / "alone", small_tree)
+    alone.run()
+    shard = Shard(tmp_path / "twins", small_tree)
+    victim = shard.order(1)[5]
+    first = shard.start(hold=[victim], group=True)
+    held(first, 1)
+    twin = shard.start()
+    wait_for_line(twin, f"waiting for {shard.name}")
+    os.killpg(first.pid, signal.SIGKILL)
+    assert finish(first) == -signal.SIGKILL
+    assert twin.wait() == 0, twin.log.read_text()
+    assert summary(twin) == (40, 35, 5)  # the five images before the victim are kept
+    assert shard.table.read_bytes() == alone.table.read_bytes()
+
+
+def test_a_filesystem_without_locks_measures_anyway_and_says_so(small_tree, tmp_path, monkeypatch):
+    """Lustre mounted with noflock refuses locks (ENOSYS); NFSv3 without
+    rpc.statd (ENOLCK): the shard warns in its log and goes on."""
+
+    def refuse(*args):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    monkeypatch.setattr(lock.fcntl, "lockf", refuse)
+    shard = Shard(tmp_path, small_tree)
+    log = io.StringIO()
+    run_shard(shard.list_file, shard.table, str(shard.images), "record", 89478485, log,
+              journal_dir=str(shard.journal))  # fmt: skip
+    assert "image_stats: warning: cannot lock" in log.getvalue()
+    assert "does not support locks" in log.getvalue()
+    assert counts(log.getvalue()) == (40, 40, 0)
     check_numbers(shard, shard.rows())
 
 
