@@ -104,14 +104,23 @@ class _Process:
     """One measuring process: its pid, the pipe it reads chunks from, the
     pipe it writes results to, and the images it holds."""
 
-    def __init__(self, start, measure):
+    def __init__(self, start, measure, mask):
+        """Forks the process; the caller blocks the stop signals around
+        this, and ``mask`` is the signal mask to restore in the child."""
         tasks_r, self.tasks = os.pipe()
         self.results, results_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child never returns
-            for fd in (self.tasks, self.results, *_OPEN):
-                os.close(fd)
-            _serve(tasks_r, results_w, start, measure)
+            code = 4
+            try:
+                for fd in (self.tasks, self.results, *_OPEN):
+                    os.close(fd)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop signal pending since the fork comes now
+                _serve(tasks_r, results_w, start, measure)
+            except Stopped as e:
+                code = 128 + e.signum
+            finally:
+                os._exit(code)
         os.close(tasks_r)
         os.close(results_w)
         _OPEN.update((self.tasks, self.results))
@@ -218,9 +227,16 @@ def run(indices, workers, start, measure, done, timed_out, died, timeout, chunk=
     selector = selectors.DefaultSelector()
 
     def launch():
-        process = _Process(start, measure)
-        busy[process.results] = process
-        selector.register(process.results, selectors.EVENT_READ)
+        # No stop signal between the fork and the process's registration
+        # (it would go unstopped), nor in the child before its handler can
+        # unwind it: they wait until the mask is restored.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            process = _Process(start, measure, mask)
+            busy[process.results] = process
+            selector.register(process.results, selectors.EVENT_READ)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         feed(process, time.monotonic())
 
     def feed(process, now):
