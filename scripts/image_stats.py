@@ -55,7 +55,7 @@ def main(argv=None):
         # terminal when the run fails (imagestats.workflow.failed_shards).
         sys.exit(f"{FATAL}{e}")
     except Stopped as e:  # a stop signal: no table; the exit status says which signal, as a shell's would
-        print(stopped_line(e, args.shard_list), file=sys.stderr)
+        print(stopped_line(e, args.table), file=sys.stderr)
         sys.exit(128 + e.signum)
 
 

@@ -332,7 +332,7 @@ def test_a_twin_waits_for_the_first_job_then_reuses_its_rows(small_tree, tmp_pat
     wait_for_line(stopped_twin, f"waiting for {shard.name}")
     stopped_twin.send_signal(signal.SIGTERM)  # a twin cancelled while it waits
     assert stopped_twin.wait() == 128 + signal.SIGTERM
-    assert "stopped by SIGTERM" in stopped_twin.log.read_text()
+    assert f"image_stats: stopped: {shard.name} got SIGTERM" in stopped_twin.log.read_text()
     assert shard.journal_snapshot() == before, "a waiting twin touched the journal"
     assert not shard.table.exists()
 
@@ -391,7 +391,7 @@ def stopped_cleanly(shard, proc, in_flight):
     the images its processes were on count no death; the rerun measures
     them like any other and no row says 'died'."""
     assert proc.wait() == 128 + signal.SIGTERM, proc.log.read_text()
-    assert "image_stats: stopped: stopped by SIGTERM" in proc.log.read_text()
+    assert f"image_stats: stopped: {shard.name} got SIGTERM" in proc.log.read_text()
     assert not shard.table.exists()
     assert shard.earlier().deaths == {}
     images, measured, kept = shard.run(workers=2)

@@ -39,6 +39,7 @@ import errno
 import json
 import os
 import resource
+import signal
 import time
 
 from . import journal, pool
@@ -478,10 +479,11 @@ SHARD_ERRORS = (ImageFailed, StorageFailed, WorkerDied, AnalysisError, CommandEr
 Stopped = pool.Stopped
 
 
-def stopped_line(stopped, shard_list):
+def stopped_line(stopped, table_file):
     """What image_stats.py says when a stop signal ended the shard."""
+    shard = os.path.basename(table_file)[: -len(".jsonl")]
     return (
-        f"{FATAL}{stopped} (the job was cancelled, timed out, preempted or interrupted) while "
-        f"measuring {os.path.basename(shard_list)}; every image measured so far is kept, and no image "
-        "is blamed: rerun to go on"
+        f"{FATAL}{shard} got {signal.Signals(stopped.signum).name} (its job was cancelled, timed out, "
+        "preempted or interrupted): every image measured so far is kept and none is counted as "
+        "failed; rerun to go on"
     )
