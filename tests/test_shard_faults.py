@@ -386,12 +386,12 @@ def test_a_filesystem_without_locks_measures_anyway_and_says_so(small_tree, tmp_
 # ------------------------------------------- stop signals are no death
 
 
-def stopped_cleanly(shard, proc, in_flight):
+def stopped_cleanly(shard, proc, in_flight, signum=signal.SIGTERM):
     """After a stop signal: the shard exited on it, wrote no table, and
     the images its processes were on count no death; the rerun measures
     them like any other and no row says 'died'."""
-    assert proc.wait() == 128 + signal.SIGTERM, proc.log.read_text()
-    assert f"image_stats: stopped: {shard.name} got SIGTERM" in proc.log.read_text()
+    assert proc.wait() == 128 + signum, proc.log.read_text()
+    assert f"image_stats: stopped: {shard.name} got {signum.name}" in proc.log.read_text()
     assert not shard.table.exists()
     assert shard.earlier().deaths == {}
     images, measured, kept = shard.run(workers=2)
@@ -416,17 +416,19 @@ def test_sigterm_to_the_main_process_is_no_death(small_tree, tmp_path, deaf):
     stopped_cleanly(shard, proc, in_flight)
 
 
-def test_sigterm_to_the_process_group_is_no_death(small_tree, tmp_path):
-    """Slurm (scancel, a time limit, preemption, a requeue) signals every
-    process of the job at once."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_to_the_process_group_is_no_death(small_tree, tmp_path, signum):
+    """Slurm (scancel, a time limit, preemption, a requeue) sends SIGTERM to
+    every process of the job at once; Ctrl-C sends SIGINT to the terminal's
+    process group, a closed SSH session SIGHUP."""
     shard = Shard(tmp_path, small_tree)
     order = shard.order(2)
     in_flight = [order[0], order[2]]
     proc = shard.start(workers=2, hold=in_flight, group=True)
     held(proc, 2)
-    os.killpg(proc.pid, signal.SIGTERM)
+    os.killpg(proc.pid, signum)
     finish(proc)
-    stopped_cleanly(shard, proc, in_flight)
+    stopped_cleanly(shard, proc, in_flight, signum)
 
 
 # ----------------------------------------------- a real death still counts
