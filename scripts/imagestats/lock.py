@@ -20,13 +20,14 @@ than exit because:
   success) or dies (the second takes over from its journal: it is the
   retry). Exiting makes Snakemake see a failed job while the shard is in
   fact being measured; its retries fail the same way, the run stops, and
-  the user must come back later and rerun, after Snakemake has deleted the
-  failed job's outputs (the table the first job wrote meanwhile, too);
+  the user must come back later and rerun (and Snakemake removes a failed
+  job's outputs: the table the first job may have written meanwhile);
 - the lock of a job whose node crashed lingers on a network filesystem
   until the server notices (below): an exiting job fails for that long, a
   waiting one goes on then;
 - what waiting costs (a job that holds its cores while it waits) is bounded
-  by the job's time limit, and the log says which job holds the shard, so
+  by the job's time limit (locally, by the first job, which has its own
+  per-image time limit), and the log says which job holds the shard, so
   the user can cancel one of the two.
 
 A twin that gets a stop signal while it waits (scancel, the time limit)
@@ -53,11 +54,12 @@ What it needs of the filesystem of the results folder:
   only when the node reboots (rpc.statd tells the server), or when an
   admin clears it;
 - Lustre: the client mount option ``flock`` (locks coherent across all
-  nodes; the default in recent releases, not in older ones: see ``mount -t
-  lustre``). ``localflock`` makes locks hold on one node only: enough when
-  all jobs run on one node, not against twins on two nodes. ``noflock``
-  refuses locks (ENOSYS). A crashed client's lock is released when the
-  servers evict it.
+  nodes; the default since Lustre 2.13, per the Lustre wiki's page on
+  mounting clients; check ``mount -t lustre`` on older ones).
+  ``localflock`` makes locks hold on one node only: enough when all jobs
+  run on one node, not against twins on two nodes. ``noflock`` refuses
+  locks (ENOSYS). A crashed client's lock is released when the servers
+  evict it.
 
 A mount that makes locks node-local (NFS ``nolock`` or ``local_lock``,
 Lustre ``localflock``) gives no error: the lock then keeps apart only twins
