@@ -126,14 +126,14 @@ def test_a_stopped_line_of_the_main_process_cancels_the_start(tmp_path):
     that image: a real death before stays a death."""
     j = journal.ProcessJournal(str(tmp_path), "shard-0", KEY)
     j.start("a.jpg")
-    journal.mark_stopped(str(tmp_path), "shard-0", os.getpid(), "a.jpg")
+    journal.mark_stopped(str(tmp_path), "shard-0", os.getpid(), ["a.jpg"])
     j.close()
     assert journal.load(str(tmp_path), "shard-0", KEY).deaths == {}
 
     other = tmp_path / "other"
     j = journal.ProcessJournal(str(other), "shard-0", KEY)
     j.start("b.jpg")
-    journal.mark_stopped(str(other), "shard-0", os.getpid(), "c.jpg")  # it was not on c.jpg
+    journal.mark_stopped(str(other), "shard-0", os.getpid(), ["c.jpg", "d.jpg"])  # it was not on them
     j.close()
     assert journal.load(str(other), "shard-0", KEY).deaths == {"b.jpg": 1}
 
@@ -143,7 +143,7 @@ def test_take_back_after_a_stopped_line(tmp_path):
     still writing: take_back still finds the start and the row."""
     j = journal.ProcessJournal(str(tmp_path), "shard-0", KEY)
     j.start("a.jpg")
-    journal.mark_stopped(str(tmp_path), "shard-0", os.getpid(), "a.jpg")
+    journal.mark_stopped(str(tmp_path), "shard-0", os.getpid(), ["a.jpg"])
     j.write(row_line("a.jpg") + "\n")  # it finished the image anyway
     j.start("b.jpg")  # its mark now lies inside a line: it counted only its own bytes
     j.take_back()

@@ -21,7 +21,10 @@ A row is reused when its image is unchanged (same size and mtime) and it
 was measured under the same ``key`` (the analysis, the measuring code and
 max_image_pixels, see ``measure_key``). A ``start`` with no row after it in
 its process's file is an image that process died on; an image died on in two
-attempts is not measured a third time.
+attempts is not measured a third time. A shard reads the folders of its
+trie ancestors and descendants too (a shard that split, merged, or changed
+size between local and Slurm runs), so their rows are reused as well.
+Lines cut short by a kill are skipped: nothing half-written is trusted.
 
 A process stopped for a reason that is not its image's fault (SIGTERM,
 SIGINT or SIGHUP: a cancelled, timed-out, preempted or requeued job, a
@@ -29,11 +32,8 @@ Ctrl-C; or the shard stopping its other processes after one failed) takes
 its ``start`` back (``ProcessJournal.take_back``) before it exits, so that
 nothing counts it as a death. For a process that gets no chance to (stuck
 in C code until the SIGKILL that follows), the shard's main process first
-appends ``["stopped", path]`` to that process's file (``mark_stopped``),
-which cancels a ``start`` of that path before it. A shard reads the folders of its
-trie ancestors and descendants too (a shard that split, merged, or changed
-size between local and Slurm runs), so their rows are reused as well.
-Lines cut short by a kill are skipped: nothing half-written is trusted.
+appends ``["stopped", path]`` to that process's file for each image it
+holds (``mark_stopped``), which cancels a ``start`` of that path before it.
 """
 
 import errno
@@ -185,18 +185,21 @@ def _start_line(shown_path):
     return '["start", ' + json.dumps(shown_path, ensure_ascii=False) + "]\n"
 
 
-def mark_stopped(journal_dir, shard, pid, shown_path):
+def mark_stopped(journal_dir, shard, pid, shown_paths):
     """Note in the journal of measuring process ``pid`` (of this host) that
-    the shard stopped it while it was on ``shown_path``: a start of that
-    path before this line is not a death, even if the process gets no
-    chance to take it back itself. Best effort: appends one line if the
-    file exists (O_APPEND, so it lands after what the process wrote)."""
+    the shard stopped it while it held ``shown_paths`` (the one it is on is
+    among them: the main process may not have read the results of the
+    first ones yet): a start of one of them before these lines is not a
+    death, even if the process gets no chance to take it back itself. Best
+    effort: one append (O_APPEND, so it lands after what the process
+    wrote), if the file exists."""
     try:
         fd = os.open(process_file(journal_dir, shard, pid), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     except OSError:
         return  # the process had not opened its journal yet: it started nothing
+    lines = "".join('["stopped", ' + json.dumps(path, ensure_ascii=False) + "]\n" for path in shown_paths)
     try:
-        os.write(fd, ('["stopped", ' + json.dumps(shown_path, ensure_ascii=False) + "]\n").encode("utf-8", "surrogateescape"))
+        os.write(fd, lines.encode("utf-8", "surrogateescape"))
     except OSError:
         pass
     finally:

@@ -18,10 +18,10 @@ process or per image): a measuring process unwinds (its caller takes back
 the image it was on) and exits with 128 + the signal's number; the main
 process stops its measuring processes and raises ``Stopped`` to its
 caller. The pool stops its processes the same way whenever it ends
-early (a stop signal, a process that died, an error): ``abandon(pid, i)``
-first notes that the process was stopped on image ``i`` (for one stuck in
-C code, which cannot run its handler), then SIGTERM, then SIGKILL for what
-is left after ``STOP_GRACE`` seconds.
+early (a stop signal, a process that died, an error): ``abandon(pid,
+indices)`` first notes that the process was stopped holding those images
+(for one stuck in C code, which cannot run its handler), then SIGTERM,
+then SIGKILL for what is left after ``STOP_GRACE`` seconds.
 
 Why not multiprocessing or concurrent.futures: neither can stop one task
 without breaking the whole pool, and both pickle every result; here a
@@ -220,7 +220,8 @@ def run(indices, workers, start, measure, done, timed_out, died, timeout, chunk=
     and ``died(i, status)`` handles an image whose process died (it returns
     a line, or raises). A process that exits on a stop signal raises
     Stopped here. Any exception stops and reaps every process, each after
-    ``abandon(pid, i)`` (if given) for the image ``i`` it holds.
+    ``abandon(pid, indices)`` (if given) for the images it holds (the one
+    it is on is among them; results it sent may not be read yet).
     """
     todo = deque(indices)
     busy = {}  # result fd -> _Process
@@ -311,7 +312,7 @@ def _stop(processes, abandon):
         for process in processes:
             if process.held:
                 try:
-                    abandon(process.pid, process.held[0])
+                    abandon(process.pid, list(process.held))
                 except Exception:
                     pass  # best effort: a full disk, say
     for process in processes:

@@ -423,8 +423,8 @@ def _measure(entries, todo, suspects, lines, earlier, on_error, workers, measuri
             "measured alone next time"
         )
 
-    def abandon(pid, i):  # the shard stops process pid while it holds entries[i]: not the image's fault
-        journal.mark_stopped(journal_dir, shard, pid, escape(entries[i].path))
+    def abandon(pid, held):  # the shard stops process pid holding these: not their images' fault
+        journal.mark_stopped(journal_dir, shard, pid, [escape(entries[i].path) for i in held])
 
     try:
         for i in suspects:
