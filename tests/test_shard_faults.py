@@ -477,3 +477,21 @@ def test_a_stop_while_an_image_is_measured_alone_writes_no_error_row(small_tree,
     rows = shard.rows()
     assert not [row for row in rows.values() if DIED in row["error"]]
     check_numbers(shard, rows)
+
+
+def test_a_stop_signal_as_a_per_image_file_is_opened_leaves_no_empty_file(tmp_path, monkeypatch):
+    """Python raises the handler's exception when the call the signal came
+    during returns: after os.open made the file, before its fd is kept."""
+    from imagestats import pool, shard as shard_module
+
+    real_open = os.open
+
+    def open_then_signal(*args):
+        real_open(*args)
+        raise pool.Stopped(signal.SIGTERM)
+
+    monkeypatch.setattr(shard_module.os, "open", open_then_signal)
+    with pytest.raises(pool.Stopped):
+        shard_module.write_in_place(str(tmp_path / "a.jpg.json"), b"{}\n")
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []

@@ -101,14 +101,20 @@ def write_in_place(file, data, name=None):
     Errors name ``name`` (default: ``file``), so a message names the full
     folder.
     """
+    fd = -1
     try:
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
             if os.write(fd, data) < len(data):  # short only when the disk is full
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        except BaseException:
-            os.close(fd)
-            os.unlink(file)
+        except BaseException as e:
+            # A failed write, or a stop signal (pool.Stopped), which Python
+            # raises as the call it came during returns: after os.open too,
+            # with the file made and fd not yet set. No file is left.
+            if fd >= 0:
+                os.close(fd)
+            if fd >= 0 or not isinstance(e, OSError):
+                _remove(file)
             raise
         os.close(fd)
     except OSError as e:
