@@ -22,7 +22,7 @@ import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from imagestats.shard import FATAL, SHARD_ERRORS, run_shard  # noqa: E402
+from imagestats.shard import FATAL, SHARD_ERRORS, Stopped, run_shard, stopped_line  # noqa: E402
 
 
 def main(argv=None):
@@ -54,6 +54,9 @@ def main(argv=None):
         # The log's last line; the main Snakemake process prints it on the
         # terminal when the run fails (imagestats.workflow.failed_shards).
         sys.exit(f"{FATAL}{e}")
+    except Stopped as e:  # a stop signal: no table; the exit status says which signal, as a shell's would
+        print(stopped_line(e, args.table), file=sys.stderr)
+        sys.exit(128 + e.signum)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,26 @@ a second death is caught without losing the shard.
 With ``workers`` > 1 the images are measured by that many processes
 (largest first, so no process is left with a big image at the end); the
 table and per-image files are the same as with one.
+
+One job per shard at a time: the shard's lock (imagestats.lock) is taken
+before the journal is read and held until the table is written and the
+journal kept; a second job on the shard waits for it, then reuses its rows.
+
+A stop signal (SIGTERM, SIGINT, SIGHUP: a cancelled, timed-out, preempted
+or requeued Slurm job, scancel, Ctrl-C) is no image's fault: the measuring
+processes take back the start of the image they were on and exit, the main
+process stops them (noting in their journals which image each was stopped
+on, for one that cannot take it back itself) and raises pool.Stopped; no
+table is written, and no image counts a death. Only a process that dies
+on its own (a decoder crash, the OOM killer, a SIGKILL with no stop signal
+before it) counts one.
 """
 
 import errno
 import json
 import os
 import resource
+import signal
 import time
 
 from . import journal, pool
@@ -33,6 +47,7 @@ from .analysis import AnalysisError, load, save_png, version
 from .atomic import replaced
 from .command import CommandAnalysis, CommandError
 from .command import version as command_version
+from .lock import shard_lock
 from .measure import configure
 from .names import escape
 from .plan import read_plan_index, read_shard_list, stats_file_key
@@ -86,14 +101,20 @@ def write_in_place(file, data, name=None):
     Errors name ``name`` (default: ``file``), so a message names the full
     folder.
     """
+    fd = -1
     try:
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
             if os.write(fd, data) < len(data):  # short only when the disk is full
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        except BaseException:
-            os.close(fd)
-            os.unlink(file)
+        except BaseException as e:
+            # A failed write, or a stop signal (pool.Stopped), which Python
+            # raises as the call it came during returns: after os.open too,
+            # with the file made and fd not yet set. No file is left.
+            if fd >= 0:
+                os.close(fd)
+            if fd >= 0 or not isinstance(e, OSError):
+                _remove(file)
             raise
         os.close(fd)
     except OSError as e:
@@ -202,8 +223,8 @@ class Measurer:
 
     def __call__(self, entry):
         shown = escape(entry.path)
-        mark = self.journal.start(shown)
         try:
+            self.journal.start(shown)
             row = self.analysis.row(
                 entry.path, entry.file, lambda column, image: self.files.save_image(shown, column, image)
             )
@@ -211,9 +232,10 @@ class Measurer:
             self.files.write(shown, line)
             self.journal.write(line + "\n")
         except BaseException:
-            # Not the image's fault (a full disk, an interrupt): take the
-            # start back, so no later attempt counts it as a death.
-            self.journal.undo(mark)
+            # Not the image's fault (a full disk, a stop signal, wherever
+            # it came): take the start back, so no later attempt counts it
+            # as a death; a row already written stays.
+            self.journal.take_back()
             raise
         return line
 
@@ -257,6 +279,13 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
     instead of an analysis (imagestats.command).
     """
     started = time.time() if started is None else started
+    with pool.stop_signals():  # SIGTERM, SIGINT, SIGHUP raise pool.Stopped
+        return _run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log, root, workers,
+                          journal_dir, started, csv_file, analysis, image_timeout, transformed_dir, command)  # fmt: skip
+
+
+def _run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log, root, workers,
+               journal_dir, started, csv_file, analysis, image_timeout, transformed_dir, command):  # fmt: skip
     configure(max_image_pixels)
     if root is None:
         root = read_plan_index(os.path.dirname(os.path.abspath(list_file)))["root"]
@@ -272,11 +301,12 @@ def run_shard(list_file, table_file, images_dir, on_error, max_image_pixels, log
         chosen = load(analysis)
         key = journal.measure_key(version(analysis), max_image_pixels)
     entries = read_shard_list(list_file, root)
-    earlier = journal.load(journal_dir, shard, key)
     measuring = (journal_dir, shard, key, images_dir, chosen, transformed_dir)
     try:
-        return _run(entries, earlier, table_file, csv_file, on_error, log, workers,
-                    measuring, started, image_timeout + chosen.grace)  # fmt: skip
+        with shard_lock(journal_dir, shard, log):  # before the journal is read, until it is kept
+            earlier = journal.load(journal_dir, shard, key)
+            return _run(entries, earlier, table_file, csv_file, on_error, log, workers,
+                        measuring, started, image_timeout + chosen.grace)  # fmt: skip
     except OSError as e:
         if e.errno not in _STORAGE_ERRORS:
             raise
@@ -392,9 +422,12 @@ def _measure(entries, todo, suspects, lines, earlier, on_error, workers, measuri
             "measured alone next time"
         )
 
+    def abandon(pid, held):  # the shard stops process pid holding these: not their images' fault
+        journal.mark_stopped(journal_dir, shard, pid, [escape(entries[i].path) for i in held])
+
     try:
         for i in suspects:
-            pool.run([i], 1, start, measure, done, timed_out, died_alone, image_timeout)
+            pool.run([i], 1, start, measure, done, timed_out, died_alone, image_timeout, abandon=abandon)
         if todo:
             if workers > 1:  # largest first, so no process is left with a big image at the end
                 todo = sorted(todo, key=lambda i: -entries[i].size)
@@ -405,7 +438,7 @@ def _measure(entries, todo, suspects, lines, earlier, on_error, workers, measuri
                 chunk = 1
             else:
                 chunk = max(1, min(64, len(todo) // (workers * 8)))
-            pool.run(todo, workers, start, measure, done, timed_out, died_in_pool, image_timeout, chunk)
+            pool.run(todo, workers, start, measure, done, timed_out, died_in_pool, image_timeout, chunk, abandon)
     finally:
         here.journal.close()
 
@@ -443,3 +476,16 @@ FATAL = "image_stats: stopped: "
 
 # The exceptions image_stats.py turns into that line.
 SHARD_ERRORS = (ImageFailed, StorageFailed, WorkerDied, AnalysisError, CommandError)
+
+# Raised by run_shard on a stop signal (see the module doc).
+Stopped = pool.Stopped
+
+
+def stopped_line(stopped, table_file):
+    """What image_stats.py says when a stop signal ended the shard."""
+    shard = os.path.basename(table_file)[: -len(".jsonl")]
+    return (
+        f"{FATAL}{shard} got {signal.Signals(stopped.signum).name} (its job was cancelled, timed out, "
+        "preempted or interrupted): every image measured so far is kept and none is counted as "
+        "failed; rerun to go on"
+    )

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 # Bytes of one stats row (a table line, and a per-image file): ~300 for a
 # EuroSAT name, more for long paths and error texts.
 BYTES_PER_ROW = 330
-# A shard's table and CSV lines, list, log, journal folder and kept table,
-# and Snakemake's metadata records of its table and CSV lines.
-FILES_PER_SHARD = 8
+# A shard's table and CSV lines, list, log, journal folder, kept table and
+# lock, and Snakemake's metadata records of its table and CSV lines.
+FILES_PER_SHARD = 9
 # stats.csv, summary, errors, two HTML views, three plots, their logs,
 # benchmarks, metadata records and the folders that hold them.
 FINAL_FILES = 40
