@@ -29,6 +29,7 @@ import subprocess
 import time
 
 from .analysis import ResultError, row_values
+from .pool import raise_if_stopped
 
 OUTDIR = "results/command_output"
 TOKENS = re.compile(r"\{(outdir|//|/\.|/|\.|)\}")
@@ -180,6 +181,8 @@ class CommandAnalysis:
             error = f"cannot run the command ({e.strerror}: {e.filename}): check the command in the config"
         else:
             status, stdout = done.returncode, done.stdout
+            if status < 0:
+                raise_if_stopped()  # killed by the job's own stop signal: not the image's fault
             if status != 0:
                 how = (f"killed by signal {-status} ({signal.Signals(-status).name})" if status < 0
                        else f"exit status {status}")  # fmt: skip

@@ -94,6 +94,13 @@ def stop_signals():
         _signalled, _quiet = None, False
 
 
+def raise_if_stopped():
+    """Raise Stopped if a stop signal came to this process (for code that
+    saw its effect first, e.g. a child process killed by the same signal)."""
+    if _signalled is not None:
+        raise Stopped(_signalled)
+
+
 def _stopped_by(status):
     """The stop signal a measuring process exited on (see _serve), or None."""
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) - 128 in STOP_SIGNALS:
