@@ -495,3 +495,32 @@ def test_a_stop_signal_as_a_per_image_file_is_opened_leaves_no_empty_file(tmp_pa
         shard_module.write_in_place(str(tmp_path / "a.jpg.json"), b"{}\n")
     monkeypatch.undo()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_process_that_dies_before_its_next_chunk_is_handed_over_is_a_death_on_its_image():
+    """The main process reads a result, then hands the next chunk to a
+    process that died meanwhile (EPIPE): the death is the image it died on,
+    and no image is noted as stopped (which would forgive the killer)."""
+    from imagestats import pool
+
+    def measure(i):
+        if i == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"row {i}"
+
+    lines, deaths, abandoned = {}, [], []
+
+    def done(i, line):
+        lines[i] = line
+        if i == 0:
+            time.sleep(0.3)  # the process dies on image 1 before the next chunk goes
+
+    def died(i, status):
+        deaths.append((i, os.WTERMSIG(status)))
+        return f"died {i}"
+
+    pool.run(range(6), 1, lambda: None, measure, done, None, died, 60, chunk=2,
+             abandon=lambda pid, held: abandoned.append(held))  # fmt: skip
+    assert deaths == [(1, signal.SIGKILL)]
+    assert abandoned == []
+    assert lines == {0: "row 0", 1: "died 1", 2: "row 2", 3: "row 3", 4: "row 4", 5: "row 5"}

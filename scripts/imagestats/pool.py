@@ -140,7 +140,12 @@ class _Process:
         if not self.held:
             self.since = now
         self.held.extend(chunk)
-        _write_all(self.tasks, b",".join(b"%d" % i for i in chunk) + b"\n")
+        try:
+            _write_all(self.tasks, b",".join(b"%d" % i for i in chunk) + b"\n")
+        except BrokenPipeError:
+            # It died since its last result: the end of its results pipe
+            # comes next and is handled there, on the image it died on.
+            pass
 
     def kill(self):
         self.signal(signal.SIGKILL)
