@@ -30,6 +30,7 @@ from .plan import (
 )
 from .progress import ProgressMonitor
 from .slurm import SHARD_RULE, Job, make_slurm_plan
+from .version import banner
 
 # Where things go, relative to the working directory: one place for the
 # folder layout (the Snakefile's rules use these too).
@@ -60,6 +61,15 @@ def config_file(workflow):
 
 def schema_file(workflow):
     return os.path.join(workflow.basedir, SCHEMA_FILE)
+
+
+def start_banner(workflow, out=None):
+    """The version, first thing in the terminal of every run (dry runs and
+    --report too), so a pasted terminal says which workflow made it. Only in
+    the main process, like the plan lines: a Slurm job parses the Snakefile
+    again and its log starts with Snakemake's job lines, not this."""
+    if workflow.is_main_process:
+        print(banner(), file=out or sys.stderr)
 
 
 def read_booleans(config):
