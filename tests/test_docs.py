@@ -1,0 +1,197 @@
+"""The docs stay true: docs/configuration.md against config/schema.yaml and
+config/config.yaml, links that lead to files, the changelog against the
+version. No Snakemake run: these take well under a second."""
+
+import re
+
+import pytest
+import yaml
+
+from conftest import CONFIG, REPO
+from imagestats.version import VERSION
+
+SCHEMA = REPO / "config" / "schema.yaml"
+CONFIGURATION = REPO / "docs" / "configuration.md"
+
+# A table row of docs/configuration.md: | `key` | default | type / allowed values | what it changes |
+ROW = re.compile(r"^\|\s*`([A-Za-z0-9_.]+)`\s*\|(.*?)\|(.*?)\|(.*)\|\s*$")
+# What the type column must say for each JSON schema type.
+TYPE_WORDS = {
+    "string": "text",
+    "integer": "whole number",
+    "number": "number",
+    "boolean": "true or false",
+    "array": "list",
+    "object": "mapping",
+    "null": "null",
+}
+REQUIRED = "required"  # the default column of a key that has none and must be given
+
+
+def load_yaml(file):
+    with open(file, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def schema_keys(schema=None, prefix=""):
+    """{dotted key: its schema}, nested keys (numbered.pattern) included."""
+    schema = schema if schema is not None else load_yaml(SCHEMA)
+    keys = {}
+    for name, spec in schema.get("properties", {}).items():
+        keys[prefix + name] = spec
+        keys.update(schema_keys(spec, prefix + name + "."))
+    return keys
+
+
+def real_defaults():
+    """{dotted key: default} for the keys that have one: the bundled
+    config/config.yaml's value (what a run without other settings uses),
+    else the schema's default (what a key missing from a user's config
+    file gets). A nested key has one only if the schema gives it."""
+    config, found = load_yaml(CONFIG), {}
+    for key, spec in schema_keys().items():
+        if "." not in key and key in config:
+            found[key] = config[key]
+        elif "default" in spec:
+            found[key] = spec["default"]
+    return found
+
+
+def documented():
+    """{key: (default cell, type cell)} of docs/configuration.md's tables."""
+    rows = {}
+    for line in CONFIGURATION.read_text(encoding="utf-8").splitlines():
+        match = ROW.match(line)
+        if match:
+            key, default, kind, _ = (part.strip() for part in match.groups())
+            assert key not in rows, f"{key} is documented twice"
+            rows[key] = (default, kind)
+    assert rows, "no key rows found in docs/configuration.md: did the table format change?"
+    return rows
+
+
+def parse_default(cell):
+    """A default cell: a YAML value in backticks, or `required`."""
+    if cell == REQUIRED:
+        return REQUIRED
+    match = re.fullmatch(r"`([^`]*)`", cell)
+    assert match, f"a default is a YAML value in backticks or '{REQUIRED}', not {cell!r}"
+    return yaml.safe_load(match.group(1))
+
+
+def types_of(spec):
+    kinds = spec.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    for choice in spec.get("anyOf", []):
+        kinds += types_of(choice)
+    return kinds
+
+
+def bounds_of(spec):
+    """The limits the type column must state, as written there."""
+    said = [f"≥ {spec['minimum']}"] if "minimum" in spec else []
+    said += [f"> {spec['exclusiveMinimum']}"] if "exclusiveMinimum" in spec else []
+    said += [f"`{value}`" for value in spec.get("enum", [])]
+    for choice in spec.get("anyOf", []):
+        said += bounds_of(choice)
+    return said
+
+
+# ------------------------------------------------------ configuration.md
+
+
+def test_every_schema_key_is_documented_and_nothing_else():
+    schema, docs = set(schema_keys()), set(documented())
+    assert not schema - docs, f"config keys missing from docs/configuration.md: {sorted(schema - docs)}"
+    assert not docs - schema, f"docs/configuration.md documents keys not in the schema: {sorted(docs - schema)}"
+
+
+def test_documented_defaults_are_the_real_defaults():
+    defaults = real_defaults()
+    for key, (cell, _) in documented().items():
+        want = defaults.get(key, REQUIRED)
+        assert parse_default(cell) == want, f"docs/configuration.md: {key} default {cell}, really {want!r}"
+
+
+def test_the_bundled_config_and_the_schema_agree_on_defaults():
+    """Two files state the defaults: the bundled config (what a plain run
+    uses) and the schema (what a key left out of a user's file gets). The
+    docs can be right only if they agree."""
+    config = load_yaml(CONFIG)
+    for key, spec in load_yaml(SCHEMA)["properties"].items():
+        if "default" in spec and key in config:
+            assert config[key] == spec["default"], (key, config[key], spec["default"])
+
+
+def test_documented_types_and_allowed_values_match_the_schema():
+    keys = schema_keys()
+    for key, (_, cell) in documented().items():
+        spec = keys[key]
+        kinds = types_of(spec)
+        assert kinds or spec.get("enum"), f"{key}: no type in the schema to check"
+        for kind in kinds:
+            word = TYPE_WORDS[kind]
+            assert word in cell, f"docs/configuration.md: {key} may be {kind}: say '{word}' in its type column"
+        for said in bounds_of(spec):
+            assert said in cell, f"docs/configuration.md: {key} must state {said} in its type column"
+
+
+def test_row_parsing_catches_a_wrong_default():
+    """The checks above read what they think they read."""
+    assert parse_default("`[]`") == [] and parse_default("`null`") is None
+    assert parse_default("`89478485`") == 89478485 and parse_default(REQUIRED) == REQUIRED
+    with pytest.raises(AssertionError):
+        parse_default("600 s")
+    assert bounds_of({"type": "integer", "minimum": 1}) == ["≥ 1"]
+    assert documented()["on_error"][0] == "`record`"
+
+
+# ------------------------------------------------------------------ links
+
+MARKDOWN = sorted({*REPO.glob("*.md"), *REPO.glob("docs/*.md"), *REPO.glob("config/*.md")})
+INLINE = re.compile(r"\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s.*)?$", re.MULTILINE)
+
+
+def relative_links(text):
+    """The link targets of a Markdown text that are files of the repo:
+    not in code, not a URL, not an anchor of the same page."""
+    text = re.sub(r"^(```|~~~).*?^\1", "", text, flags=re.MULTILINE | re.DOTALL)
+    text = re.sub(r"(`+).*?\1", "", text, flags=re.DOTALL)
+    targets = INLINE.findall(text) + DEFINITION.findall(text)
+    return [t for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:|#", t, flags=re.IGNORECASE)]
+
+
+def test_link_finder():
+    text = (
+        "See [the docs](docs/a.md#top), [web](https://x.org), [here](#b), <https://y.org>,\n"
+        "`[not](code.md)`, [titled](b.md \"Title\").\n```\n[no](fenced.md)\n```\n[ref]: ../c.md\n"
+    )
+    assert relative_links(text) == ["docs/a.md#top", "b.md", "../c.md"]
+
+
+@pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_lead_to_files(page):
+    missing = []
+    for target in relative_links(page.read_text(encoding="utf-8")):
+        path = target.split("#", 1)[0]
+        if path and not (page.parent / path).exists():
+            missing.append(target)
+    assert not missing, f"{page.relative_to(REPO)} links to files that do not exist: {missing}"
+
+
+def test_the_pages_with_links_are_checked():
+    names = {str(p.relative_to(REPO)) for p in MARKDOWN}
+    assert {"README.md", "CHANGELOG.md", "docs/configuration.md", "docs/analyses.md"} <= names
+
+
+# -------------------------------------------------------------- changelog
+
+
+def test_changelog_has_unreleased_then_the_current_version():
+    text = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
+    releases = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", text, flags=re.MULTILINE)
+    assert releases[0] == ("Unreleased", ""), "CHANGELOG.md starts with an [Unreleased] section"
+    newest, date = releases[1]
+    assert newest == VERSION, f"the newest release in CHANGELOG.md is {newest}, version.py says {VERSION}"
+    assert date, f"CHANGELOG.md: release {VERSION} needs a date (YYYY-MM-DD)"
