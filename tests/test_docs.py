@@ -1,14 +1,21 @@
 """The docs stay true: docs/configuration.md against config/schema.yaml and
 config/config.yaml, links that lead to files, the changelog against the
-version. No Snakemake run: these take well under a second."""
+version, and the README: short, linking every docs/ page, and every command
+it shows run by a test. Only test_the_readme_s_local_commands_dry_run runs
+Snakemake (dry runs, seconds); the rest take well under a second."""
 
 import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 import yaml
 
 from conftest import CONFIG, REPO
 from imagestats.version import VERSION
+from test_deploy import QUICK_START, copy_checkout
+from test_slurm import README_SLURM_DRY_RUN, README_SLURM_RUN, README_SLURM_UNLOCK
 
 SCHEMA = REPO / "config" / "schema.yaml"
 CONFIGURATION = REPO / "docs" / "configuration.md"
@@ -195,3 +202,120 @@ def test_changelog_has_unreleased_then_the_current_version():
     newest, date = releases[1]
     assert newest == VERSION, f"the newest release in CHANGELOG.md is {newest}, version.py says {VERSION}"
     assert date, f"CHANGELOG.md: release {VERSION} needs a date (YYYY-MM-DD)"
+
+
+# ----------------------------------------------------------------- README
+
+README = REPO / "README.md"
+README_MAX_LINES = 200  # issue 24: a newcomer reads it in five minutes
+CI_RUN = REPO / ".ci" / "run"
+# The folder the README's examples point at; the dry-run test puts the bundled sample there.
+EXAMPLE_IMAGES = "/data/EuroSAT_RGB"
+
+
+def fenced(text, language):
+    """The contents of the ```language blocks of a Markdown text."""
+    return re.findall(rf"^```{language}[ \t]*\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def readme_commands():
+    """Every command line of the README's ```bash blocks (comments and blank lines skipped)."""
+    commands = []
+    for block in fenced(README.read_text(encoding="utf-8"), "bash"):
+        for line in block.splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                assert not line.endswith("\\"), f"README: write each command on one line: {line}"
+                commands.append(re.sub(r"\s+#.*$", "", line))
+    return commands
+
+
+def ci_test_command():
+    """The last command of .ci/run: CI runs the README's test command as it is."""
+    lines = [line.strip() for line in CI_RUN.read_text(encoding="utf-8").splitlines()]
+    return [line for line in lines if line and not line.startswith("#")][-1]
+
+
+def is_local_snakemake(command):
+    """A README command test_the_readme_s_local_commands_dry_run runs: plain snakemake, no profile."""
+    return command.startswith("snakemake ") and "--profile" not in command
+
+
+# Each README command that is not a local snakemake command, and the test that runs it.
+RUN_BY = {
+    QUICK_START: "tests/test_deploy.py::test_the_readme_s_first_command (its pip part: .ci/run)",
+    README_SLURM_DRY_RUN: "tests/test_slurm.py::test_the_readme_s_slurm_commands_as_typed",
+    README_SLURM_UNLOCK: "tests/test_slurm.py::test_the_readme_s_slurm_commands_as_typed",
+    README_SLURM_RUN: "tests/test_slurm.py: run_profile, in every profile run (test tree and 2 s status checks added)",
+}
+
+
+def test_the_readme_is_short():
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MAX_LINES, (
+        f"README.md has {len(lines)} lines, at most {README_MAX_LINES}: move details to a docs/ page and link it"
+    )
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    linked = {target.split("#", 1)[0] for target in relative_links(README.read_text(encoding="utf-8"))}
+    pages = sorted(str(p.relative_to(REPO)) for p in REPO.glob("docs/*.md"))
+    assert pages, "no docs/*.md pages found"
+    missing = [page for page in pages if page not in linked]
+    assert not missing, f"README.md does not link these docs pages: {missing}"
+
+
+def test_the_readme_starts_with_the_two_fresh_machine_commands():
+    """First thing after the title and paragraph: install and run, install and test."""
+    commands = readme_commands()
+    assert commands[:2] == [QUICK_START, ci_test_command()], commands[:2]
+
+
+def test_every_readme_command_is_run_by_a_test():
+    """Each command in a ```bash block of the README is one a test (or CI)
+    runs as it is: the quick start (test_deploy), the test command (.ci/run's
+    last line), the Slurm commands (test_slurm), and plain snakemake commands
+    (the dry runs below). A new command needs a test, or goes."""
+    run_by = {**RUN_BY, ci_test_command(): ".ci/run, its last line"}
+    not_run = [c for c in readme_commands() if c not in run_by and not is_local_snakemake(c)]
+    assert not not_run, f"README.md shows commands no test runs: {not_run}; add a test (see RUN_BY) or drop them"
+    shown = set(readme_commands())
+    assert QUICK_START in shown and README_SLURM_DRY_RUN in shown and README_SLURM_RUN in shown
+    # The unlock is shown inline, in the steps after a kill.
+    assert f"`{README_SLURM_UNLOCK}`" in README.read_text(encoding="utf-8")
+
+
+def test_ci_installs_and_tests_as_the_readme_says():
+    install = QUICK_START.split(" && ")[0]
+    assert ci_test_command().startswith(install + " && "), ci_test_command()
+    assert "cluster.sh install" in ci_test_command()
+    assert re.search(r"^install\)", (REPO / "tests" / "slurm" / "cluster.sh").read_text(), re.MULTILINE)
+
+
+def test_the_readme_s_local_commands_dry_run(tmp_path):
+    """Every plain `snakemake` command of the README, typed in a fresh
+    checkout with -n added and /data/EuroSAT_RGB standing for the bundled
+    sample: it plans, and an analysis the README defines in a ```python block
+    (a file named on its first line) loads and measures the first image."""
+    checkout = copy_checkout(tmp_path / "imagestats")
+    text = README.read_text(encoding="utf-8")
+    for block in fenced(text, "python"):
+        named = re.match(r"#\s*([\w.-]+\.py)\b", block)
+        if named:
+            (checkout / named.group(1)).write_text(block, encoding="utf-8")
+    sample = checkout / "config" / "sample" / "EuroSAT_RGB"
+    commands = [c for c in readme_commands() if is_local_snakemake(c) and c != QUICK_START.split(" && ")[1]]
+    assert commands, "the README shows no command pointing the workflow at your images"
+    for command in commands:
+        args = shlex.split(command.replace(EXAMPLE_IMAGES, str(sample)))
+        result = subprocess.run([sys.executable, "-m", "snakemake", *args[1:], "-n"], cwd=checkout,
+                                capture_output=True, text=True, timeout=600)  # fmt: skip
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{command}:\n{output[-4000:]}"
+        assert re.search(r"^Plan: 30 images from input_dir ", output, re.MULTILINE), f"{command}:\n{output[-4000:]}"
+        analysis = re.search(r"analysis=(\S+)", command)
+        if analysis:
+            line = rf"^Analysis: {re.escape(analysis.group(1))}, \d+ column\(s\): (.+)$"
+            found = re.search(line, output, re.MULTILINE)
+            assert found, f"{command}: no analysis line\n{output[-4000:]}"
+            assert "warning" not in found.group(0).lower(), found.group(0)
