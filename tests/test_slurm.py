@@ -241,7 +241,7 @@ def test_profile_run_matches_plan_limit_and_local_csv(slurm, tree, tmp_path):
     assert {j[3] for j in jobs} == {"default_free"}
     assert most_in_flight(jobs) <= LIMIT
     assert (work / "results" / "stats.csv").read_bytes() == local_csv(tmp_path, tree)
-    # Slurm's logs are where the README says, and were kept
+    # Slurm's logs are where docs/slurm.md says, and were kept
     assert list((work / "logs" / "slurm").glob("*/*/*.log"))
 
 

@@ -355,7 +355,7 @@ def test_interrupted_run_resumes_to_the_same_csv(medium_tree, tmp_path, how):
     for table in (work / "results" / "shards").glob("*.jsonl"):
         lines = table.read_text().splitlines()
         assert all(json.loads(line)["path"] for line in lines)
-    if how == "kill -9 snakemake":  # the README's recovery: the lock outlives the process
+    if how == "kill -9 snakemake":  # docs/reliability.md's recovery: the lock outlives the process
         snakemake(work, "--unlock", config=(f"input_dir={medium_tree}", "images_per_job=20"))
     result = run(work, medium_tree, per_job=20)
     missing = len(list((work / "results/plan").glob("*.jsonl"))) - len(done)
