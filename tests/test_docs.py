@@ -319,3 +319,32 @@ def test_the_readme_s_local_commands_dry_run(tmp_path):
             found = re.search(line, output, re.MULTILINE)
             assert found, f"{command}: no analysis line\n{output[-4000:]}"
             assert "warning" not in found.group(0).lower(), found.group(0)
+
+
+def github_anchor(heading):
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(page):
+    text = re.sub(r"^(```|~~~).*?^\1", "", page.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+    return {github_anchor(h) for h in re.findall(r"^#{1,6}\s+(.*?)\s*#*$", text, flags=re.MULTILINE)}
+
+
+def test_anchor_maker():
+    assert github_anchor("### `results/stats.csv`".lstrip("# ")) == "resultsstatscsv"
+    assert github_anchor("Disk space, inodes and quotas") == "disk-space-inodes-and-quotas"
+    assert github_anchor("The head: where Snakemake itself runs") == "the-head-where-snakemake-itself-runs"
+
+
+@pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(REPO)))
+def test_links_to_a_section_find_it(page):
+    """A moved or renamed heading breaks the links that lead to it."""
+    broken = []
+    for target in relative_links(page.read_text(encoding="utf-8")):
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path) if path else page
+        if anchor and linked.suffix == ".md" and linked.exists() and anchor not in anchors(linked):
+            broken.append(target)
+    assert not broken, f"{page.relative_to(REPO)} links to sections that do not exist: {broken}"
