@@ -18,6 +18,7 @@ import threading
 import time
 
 from . import analysis, command, journal, pool, resources, snakemake_internals, storage
+from .metamarks import own_code, running
 from .names import escape
 from .plan import (
     ConfigError,
@@ -224,6 +225,10 @@ class WorkflowPlan:
         if self._checked:
             return
         self._checked = True
+        with own_code():
+            self._check_plans()
+
+    def _check_plans(self):
         due = snakemake_internals.needrun_jobs(self.workflow)
         due_shards = [job for job in due if job.rule.name == SHARD_RULE]
         due_images = sum(self.plan.shards[job.wildcards_dict["shard"]].images for job in due_shards)
@@ -302,21 +307,25 @@ class WorkflowPlan:
         """Holding Snakemake's lock, before the first job: the index the jobs
         read, no stale lists, and the progress line."""
         self._started = time.time()
-        write_index(self.plan, PLAN_DIR)
-        remove_stale_lists(self.plan, PLAN_DIR)
-        shards = {name: s.images for name, s in self.plan.shards.items()}
-        lists = {name: s.list_name for name, s in self.plan.shards.items()}
-        self.progress = ProgressMonitor(shards, PLAN_DIR, TABLE_DIR, lists=lists).start()
+        running()
+        with own_code():
+            write_index(self.plan, PLAN_DIR)
+            remove_stale_lists(self.plan, PLAN_DIR)
+            shards = {name: s.images for name, s in self.plan.shards.items()}
+            lists = {name: s.list_name for name, s in self.plan.shards.items()}
+            self.progress = ProgressMonitor(shards, PLAN_DIR, TABLE_DIR, lists=lists).start()
 
     def onsuccess(self):
-        self._stop_progress()
-        forget_vanished_shards(self.plan)
+        with own_code():
+            self._stop_progress()
+            forget_vanished_shards(self.plan)
         before_exit()
 
     def onerror(self):
-        self._stop_progress()
-        for line in failed_shards(self._started):
-            print(line, file=sys.stderr)
+        with own_code():
+            self._stop_progress()
+            for line in failed_shards(self._started):
+                print(line, file=sys.stderr)
         before_exit()
 
     def _stop_progress(self):
@@ -325,6 +334,11 @@ class WorkflowPlan:
 
 
 def plan_for_workflow(workflow, config, chosen=None):
+    with own_code():
+        return _plan_for_workflow(workflow, config, chosen)
+
+
+def _plan_for_workflow(workflow, config, chosen):
     slurm = slurm_settings(workflow)
     if not workflow.is_main_process:
         return WorkflowPlan(workflow, config, Plan.from_index(read_plan_index(PLAN_DIR)), slurm, chosen)
