@@ -9,6 +9,8 @@
  *                     <dir>/<pid>.tsv at exit, _exit, and before an exec
  *   METACOUNT_DELAY   microseconds to sleep per counted operation: "500"
  *                     (every kind) or "stat=500,create=1500,..." (per kind)
+ *   METACOUNT_TRACE   folder: also a line per counted operation (its kind and
+ *                     path) in <folder>/<pid>.trace, to find where they come from
  *
  * Kinds: stat (stat, lstat, fstatat, statx, access, faccessat, and their 64
  * and __xstat variants), fstat (fstat and fstatat(AT_EMPTY_PATH) of a file
@@ -70,6 +72,8 @@ static char outdir[PATH_MAX];
 static long delay_ns[NKINDS];
 static int any_delay = 0;
 static pid_t counted_pid = 0;
+static char tracedir[PATH_MAX]; /* METACOUNT_TRACE: one line per counted operation, for finding where they come from */
+static __thread char last_path[PATH_MAX];
 
 #define REAL(name) static __typeof__(name) *real_##name
 #define LOAD(name)                                                         \
@@ -81,7 +85,9 @@ static pid_t counted_pid = 0;
 /* ------------------------------------------------------------ paths */
 
 static int under(const char *path) {
-    return strncmp(path, prefix, prefix_len) == 0 && (path[prefix_len] == '/' || path[prefix_len] == '\0');
+    int yes = strncmp(path, prefix, prefix_len) == 0 && (path[prefix_len] == '/' || path[prefix_len] == '\0');
+    if (yes && tracedir[0]) snprintf(last_path, sizeof last_path, "%s", path);
+    return yes;
 }
 
 /* Lexically normalise an absolute path in place ("." and ".." and "//"). */
@@ -156,6 +162,16 @@ static void hit(int kind) {
     int phase = process_phase;
     if (phase < 0 || phase >= NPHASES) phase = 0;
     __atomic_fetch_add(&counts[phase][owner][kind], 1, __ATOMIC_RELAXED);
+    if (tracedir[0]) {
+        char line[PATH_MAX + 64], file[PATH_MAX + 32];
+        int n = snprintf(line, sizeof line, "%d.%d.%s\t%s\n", phase, owner, KIND_NAMES[kind], last_path);
+        snprintf(file, sizeof file, "%s/%d.trace", tracedir, (int)syscall(SYS_getpid));
+        int fd = syscall(SYS_openat, AT_FDCWD, file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+        if (fd >= 0) {
+            syscall(SYS_write, fd, line, n);
+            syscall(SYS_close, fd);
+        }
+    }
     if (any_delay && delay_ns[kind]) {
         struct timespec t = {delay_ns[kind] / 1000000000L, delay_ns[kind] % 1000000000L};
         while (nanosleep(&t, &t) != 0 && errno == EINTR) {
@@ -238,6 +254,8 @@ __attribute__((constructor)) static void start(void) {
     prefix_len = strlen(prefix);
     if (prefix_len == 1) prefix_len = 0; /* "/": everything */
     if (d) snprintf(outdir, sizeof outdir, "%s", d);
+    const char *t = getenv("METACOUNT_TRACE");
+    if (t) snprintf(tracedir, sizeof tracedir, "%s", t);
     parse_delay(getenv("METACOUNT_DELAY"));
     counted_pid = (pid_t)syscall(SYS_getpid);
     pthread_atfork(NULL, NULL, after_fork_in_child);
