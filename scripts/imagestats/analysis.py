@@ -213,9 +213,10 @@ class _FdReader(io.RawIOBase):
     (open() does), a second round trip to the metadata server per image on
     Lustre or NFS."""
 
-    def __init__(self, fd):
+    def __init__(self, fd, name):
         super().__init__()
         self._fd = fd
+        self.name = name  # as io.FileIO's: the path it was opened with
 
     def readable(self):
         return True
@@ -257,7 +258,7 @@ def open_file(file):
             raise MeasureError("not a regular file: point the input at image files only")
         if st.st_size == 0:
             raise MeasureError("empty file (0 bytes): copy the image again from its source")
-        return io.BufferedReader(_FdReader(fd))
+        return io.BufferedReader(_FdReader(fd, file))
     except BaseException:
         os.close(fd)
         raise
