@@ -93,16 +93,20 @@ def build(folder=None):
     return lib
 
 
-def environment(lib, prefix, out, delay=None):
+def environment(lib, prefix, out, delay=None, trace=None):
     """What a command's environment needs to run behind the shim: paths under
     ``prefix`` are counted, the counts go to folder ``out``; ``delay``: None,
-    microseconds per operation, or {kind: microseconds}."""
+    microseconds per operation, or {kind: microseconds}; ``trace``: a folder
+    for a line per operation (read_traces)."""
     os.makedirs(out, exist_ok=True)
     env = {
         "LD_PRELOAD": lib,
         "METACOUNT_PREFIX": os.path.realpath(prefix),
         "METACOUNT_DIR": os.path.abspath(out),
     }
+    if trace:
+        os.makedirs(trace, exist_ok=True)
+        env["METACOUNT_TRACE"] = os.path.abspath(trace)
     if isinstance(delay, dict):
         env["METACOUNT_DELAY"] = ",".join(f"{k}={int(v)}" for k, v in delay.items())
     elif delay:
@@ -184,4 +188,23 @@ def by_kind(totals, part=None, owner=None):
     for (p, o, kind), n in totals.items():
         if (part is None or p == part) and (owner is None or o == owner):
             out[kind] += n
+    return out
+
+
+def read_traces(folder, processes):
+    """Counter of (part, owner name, kind, path) from the trace lines (see
+    attribute() for the parts)."""
+    out = Counter()
+    for name in os.listdir(folder):
+        if not name.endswith(".trace"):
+            continue
+        pid = int(name[: -len(".trace")])
+        process = processes.get(pid)
+        job = job_of(process, processes) if process else "other"
+        with open(os.path.join(folder, name), encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                key, _, path = line.rstrip("\n").partition("\t")
+                phase, owner, kind = key.split(".", 2)
+                part = ("plan" if int(phase) == PLANNING else "run") if job == "main" else job
+                out[part, OWNERS.get(int(owner), f"owner{owner}"), kind, path] += 1
     return out
