@@ -131,10 +131,22 @@ class MetadataRuns:
         return out
 
 
-def _count_command(ctx, cmd, folder, name, lib, delay=None, trace=False):
+def counted_folder(ctx, tree):
+    """The folder whose paths are counted: the work folder and the tree (both
+    when the tree lies elsewhere), never Python's or the workflow's own files
+    (their imports would be counted as Snakemake's operations)."""
+    prefix = os.path.commonpath([os.path.realpath(ctx.args.work), os.path.realpath(tree.root)])
+    for outside in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(metacount.BENCH))):
+        inside = os.path.realpath(outside)
+        if inside == prefix or inside.startswith(prefix.rstrip(os.sep) + os.sep):
+            raise RuntimeError(f"cannot count under {prefix}: it holds {inside}; put --work and the tree elsewhere")
+    return prefix
+
+
+def _count_command(ctx, cmd, folder, name, lib, delay=None, trace=False, prefix=None):
     out = ctx.fresh(ctx.folder("metacount", name))
     traces = os.path.join(out, "trace") if trace else None
-    env = {**os.environ, **metacount.environment(lib, ctx.args.work, out, delay, traces)}
+    env = {**os.environ, **metacount.environment(lib, prefix or ctx.args.work, out, delay, traces)}
     run = run_measured(cmd, folder, ctx.log(name), env=env)
     processes = metacount.read(out)
     traced = metacount.read_traces(traces, processes) if trace else None
@@ -151,17 +163,18 @@ def _shard_count(folder):
 def measure_metadata(ctx, tree, delay=None):
     """The dry run and the full run behind the shim; prints the table."""
     lib = metacount.build(ctx.folder("metacount-lib"))
-    say(f"  counting shim: {lib} (paths under {ctx.args.work}; Python and the workflow's code outside it)")
+    prefix = counted_folder(ctx, tree)
+    say(f"  counting shim: {lib} (paths under {prefix}; Python and the workflow's code outside it)")
     tag = f"{tree.kind}-{tree.images}"
     targets = list(ctx.args.targets)
     runs = MetadataRuns(tree, 0, per_image_files=ctx.per_image_files())
     for suffix, slow in [("", None)] + ([("-delayed", delay)] if delay else []):
         dry_dir = ctx.fresh(ctx.folder("runs", f"metadata-dry-{tag}{suffix}"))
         dry = _count_command(ctx, ctx.snakemake(tree, "-n", targets=targets), dry_dir,
-                             f"metadata-dry-{tag}{suffix}", lib, slow, trace=not slow)  # fmt: skip
+                             f"metadata-dry-{tag}{suffix}", lib, slow, not slow, prefix)  # fmt: skip
         run_dir = ctx.fresh(ctx.folder("runs", f"metadata-run-{tag}{suffix}"))
         run = _count_command(ctx, ctx.snakemake(tree, targets=targets), run_dir,
-                             f"metadata-run-{tag}{suffix}", lib, slow, trace=not slow)  # fmt: skip
+                             f"metadata-run-{tag}{suffix}", lib, slow, not slow, prefix)  # fmt: skip
         if slow:
             runs.delayed = {"dry": dry, "run": run}
         else:

@@ -1,0 +1,131 @@
+"""Metadata operations per image stay within issue 23's budgets.
+
+A small tree runs through the workflow (`snakemake -n`, then a full run)
+behind the counting shim (scripts/bench/metacount.c, built here with the C
+compiler), as `scripts/benchmark.py --metadata` runs it. Counts only, never
+times: counting is deterministic where times on this machine are not.
+Without a C compiler the tests skip, except in CI (CI=true), where they fail.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bench import metacount, trees
+from bench.cli import parse_args
+from bench.context import Context
+from bench.metadata import measure_metadata
+from bench.stall import SlurmWatch
+from make_eurosat_like import generate
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory):
+    if metacount.compiler() is None:
+        message = "no C compiler (cc) to build the metadata-counting shim: apt-get install gcc libc6-dev"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return metacount.build(str(tmp_path_factory.mktemp("metacount-lib")))
+
+
+def _counted(shim, tmp_path, code):
+    """Run ``code`` in a Python behind the shim, counting under tmp_path/pre:
+    {kind: n} of that process (the forked ones apart)."""
+    pre = tmp_path / "pre"
+    (pre / "sub").mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "counts"
+    env = {**os.environ, **metacount.environment(shim, str(pre), str(out))}
+    # -I: the working folder is not on sys.path, so imports look nothing up in it
+    subprocess.run([sys.executable, "-I", "-c", textwrap.dedent(code)], cwd=pre, env=env, check=True)
+    processes = metacount.read(str(out))
+    return {p.pid: metacount.by_kind(metacount.attribute({p.pid: p})) for p in processes.values()}
+
+
+def test_the_shim_counts_each_kind_once_under_its_folder_only(shim, tmp_path):
+    counts = _counted(shim, tmp_path, """
+        import ctypes, os
+        os.stat("sub"); os.lstat("sub"); os.path.exists(os.path.abspath("sub/../sub"))  # 3 stats
+        os.stat("/etc/hostname"); os.stat("..")  # outside: not counted
+        fd = os.open("sub", os.O_RDONLY | os.O_DIRECTORY)  # 1 open
+        with open("sub/a.txt", "w") as f:  # 1 create, 1 fstat (open() checks the file)
+            f.write("x")
+        os.stat("a.txt", dir_fd=fd)  # fstatat relative to a folder under the prefix: 1 stat
+        with os.scandir(fd) as it:  # fdopendir: 1 readdir
+            [e.name for e in it]
+        os.close(fd)
+        os.listdir(".")  # opendir: 1 readdir
+        os.rename("sub/a.txt", "sub/b.txt")  # 1 rename
+        os.link("sub/b.txt", "sub/c.txt")  # 1 link
+        os.unlink("sub/b.txt"); os.unlink("sub/c.txt")  # 2 unlinks
+        os.mkdir("sub/d"); os.rmdir("sub/d")  # 1 mkdir, 1 unlink
+        libc = ctypes.CDLL(None, use_errno=True)
+        buf = ctypes.create_string_buffer(512)
+        libc.statx(-100, b"sub", 0, 0xFFF, buf)  # statx (AT_FDCWD): 1 stat
+        libc.fstatat(-100, b"sub", buf, 0)  # the unsuffixed names too: 1 stat
+        libc.stat(b"sub", buf)  # 1 stat
+        libc.access(b"sub", 0)  # 1 stat (a lookup)
+        if os.fork() == 0:  # a child counts its own and writes them at os._exit
+            os.stat("sub"); os.stat("sub")
+            os._exit(0)
+        os.wait()
+    """)
+    (parent,) = [c for c in counts.values() if c["stat"] != 2]
+    (child,) = [c for c in counts.values() if c["stat"] == 2]
+    assert dict(child) == {"stat": 2}
+    assert dict(parent) == {"stat": 8, "fstat": 1, "open": 1, "create": 1, "readdir": 2, "rename": 1,
+                            "link": 1, "unlink": 3, "mkdir": 1}  # fmt: skip
+
+
+def test_marks_tell_the_workflows_operations_from_the_rest(shim, tmp_path):
+    scripts = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+    counts = _counted(shim, tmp_path, f"""
+        import os, sys, threading
+        sys.path.insert(0, {scripts!r})
+        from imagestats.metamarks import own_code, own_process, running
+        os.stat("sub")  # unmarked: Snakemake's, planning
+        with own_code():
+            os.stat("sub"); os.stat("sub")  # the workflow's, planning
+            t = threading.Thread(target=os.stat, args=("sub",)); t.start(); t.join()  # another thread: unmarked
+        running()
+        os.stat("sub")  # Snakemake's, running
+        own_process()
+        os.stat("sub")  # the workflow's, running
+    """)
+    (pid,) = counts
+    out = tmp_path / "counts"
+    process = metacount.read(str(out))[pid]
+    assert dict(process.counts) == {(0, 0, "stat"): 2, (0, 1, "stat"): 2, (1, 0, "stat"): 1, (1, 1, "stat"): 1}
+
+
+def test_metadata_budgets_per_phase(shim, tmp_path):
+    """A few hundred images in several shards: the plan makes at most one
+    stat per image, a shard job one open, one stat and one create per image
+    (no rename, nothing else per image), Snakemake a number per shard and
+    nothing on any image or per-image file."""
+    root = tmp_path / "tree" / "EuroSAT_RGB"
+    generate(str(root), per_class=30, workers=2)  # 300 images
+    args = parse_args(["--work", str(tmp_path / "work"), "--images-per-job", "60"], None)
+    ctx = Context(args, SlurmWatch())
+    runs = measure_metadata(ctx, trees.Tree(str(root), 300))
+    assert runs.shards >= 4
+    failed = [b for b in runs.budgets() if not b.ok]
+    assert not failed, failed
+    assert not runs.snakemake_on_images()
+    # Per image exactly: one open, one fstat, one create per image in the shard jobs
+    # (the rest is per shard), one stat per image in each plan.
+    jobs = runs.counts("run", "shards", "workflow")
+    per_shard = 20 * runs.shards
+    for kind in ("open", "fstat", "create"):
+        assert 300 <= jobs[kind] <= 300 + per_shard, (kind, jobs)
+    assert jobs["stat"] <= per_shard and jobs["rename"] <= 3 * runs.shards, jobs
+    for which in ("dry", "run"):
+        plan = runs.counts(which, "plan", "workflow")
+        assert 300 <= plan["stat"] + plan["fstat"] <= 300 + 100 + per_shard, plan
+        assert plan["open"] + plan["create"] <= 100 + 3 * runs.shards, plan  # the lists, the probe's image
+    # The workflow's own operations happened where the workflow says they did:
+    # the first image's probe and the walk are in the plan, not in Snakemake's share.
+    assert runs.counts("dry", "plan", "snakemake")["stat"] < 300
