@@ -129,3 +129,37 @@ def test_metadata_budgets_per_phase(shim, tmp_path):
     # The workflow's own operations happened where the workflow says they did:
     # the first image's probe and the walk are in the plan, not in Snakemake's share.
     assert runs.counts("dry", "plan", "snakemake")["stat"] < 300
+
+
+def _mounts(tmp_path, kind):
+    from imagestats import storage
+
+    table = tmp_path / f"mounts-{kind}"
+    table.write_text(f"server:/export {storage._mount_point(str(tmp_path))} {kind} rw 0 0\n")
+    return str(table)
+
+
+def test_the_storage_plan_prices_per_image_files_on_a_network_filesystem(tmp_path):
+    from imagestats import storage
+
+    lustre = _mounts(tmp_path, "lustre")
+    plan = storage.storage_plan(str(tmp_path), 1_000_000, 500, True, images_root=str(tmp_path),
+                                measuring_seconds=250.0, mounts=lustre)  # fmt: skip
+    text = plan.describe()
+    # 10^6 creates at 1.5 ms: 25 minutes of metadata-server time, beside ~4 minutes of measuring.
+    assert "the 1,000,000 per-image files cost ~25 min of metadata-server time" in text, text
+    assert "beside ~4 min of measuring" in text
+    assert "set per_image_files: false" in text
+    # The images' own round trips: a stat each to plan (4 threads), an open and a stat each to measure.
+    assert "planning stats each (~2 min with 4 threads" in text and "(~17 min of round trips" in text
+    # Without per-image files there is nothing to advise; on a local disk nothing to say.
+    without = storage.storage_plan(str(tmp_path), 1_000_000, 500, False, images_root=str(tmp_path),
+                                   measuring_seconds=250.0, mounts=lustre).describe()  # fmt: skip
+    assert "per_image_files: false" not in without and "per-image files cost" not in without
+    local = storage.storage_plan(str(tmp_path), 1_000_000, 500, True, images_root=str(tmp_path),
+                                 measuring_seconds=250.0, mounts=_mounts(tmp_path, "ext4")).describe()  # fmt: skip
+    assert "metadata:" not in local
+    # Files that cost less than the measuring (heavy images) are priced but not advised against.
+    heavy = storage.storage_plan(str(tmp_path), 1000, 2, True, images_root=str(tmp_path),
+                                 measuring_seconds=30.0, mounts=lustre).describe()  # fmt: skip
+    assert "per-image files cost ~2 s" in heavy and "set per_image_files" not in heavy

@@ -235,9 +235,14 @@ class WorkflowPlan:
         folders = self.plan.selection.folder_count() if due_images else 0
         due_bytes = sum(self.plan.shards[job.wildcards_dict["shard"]].bytes for job in due_shards)
         transformed = self._probe(due_bytes / due_images) if due_images else {}
+        if self._seconds_per_image() is None:
+            measuring = due_images * resources.SECONDS_PER_IMAGE + due_bytes / 1e6 * resources.SECONDS_PER_MB
+        else:
+            measuring = due_images * self._seconds_per_image()
         report = storage.storage_plan(
-            ".", due_images, len(due_shards), self.config["per_image_files"], folders, transformed
-        )
+            ".", due_images, len(due_shards), self.config["per_image_files"], folders, transformed,
+            images_root=self.plan.root, measuring_seconds=measuring,
+        )  # fmt: skip
         print(report.describe(), file=sys.stderr)
         if report.verdict():
             raise PlanError(report.verdict())
