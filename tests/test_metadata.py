@@ -163,3 +163,30 @@ def test_the_storage_plan_prices_per_image_files_on_a_network_filesystem(tmp_pat
     heavy = storage.storage_plan(str(tmp_path), 1000, 2, True, images_root=str(tmp_path),
                                  measuring_seconds=30.0, mounts=lustre).describe()  # fmt: skip
     assert "per-image files cost ~2 s" in heavy and "set per_image_files" not in heavy
+
+
+def test_a_threaded_walk_stats_in_chunks_and_finds_what_one_thread_finds(tmp_path, monkeypatch):
+    """IMAGESTATS_WALK_THREADS forces threads (as a network filesystem
+    does): the images' stats go out in chunks, and the plan sees the same
+    paths, sizes and mtimes, a broken link's own included."""
+    from imagestats import plan
+
+    root = tmp_path / "images"
+    for i in range(3):
+        folder = root / f"c{i}"
+        folder.mkdir(parents=True)
+        for j in range(7):
+            (folder / f"x{j}.jpg").write_bytes(b"x" * (i * 10 + j + 1))
+    os.symlink("missing.jpg", root / "c1" / "broken.jpg")
+
+    def walk():
+        images = plan.find_images({"input_dir": str(root), "extensions": [".jpg"]})
+        return sorted(zip(images.paths, images.sizes.tolist(), images.mtimes.tolist()))
+
+    monkeypatch.setenv("IMAGESTATS_WALK_THREADS", "1")
+    alone = walk()
+    assert len(alone) == 22
+    monkeypatch.setenv("IMAGESTATS_WALK_THREADS", "3")
+    monkeypatch.setattr(plan, "STAT_CHUNK", 2)
+    assert plan.walk_threads(str(root)) == 3
+    assert walk() == alone
