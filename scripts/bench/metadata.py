@@ -18,7 +18,9 @@ are made again with the shim sleeping US microseconds per operation, and
 their wall times printed beside the unslowed ones.
 """
 
+import json
 import os
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -85,6 +87,7 @@ class MetadataRuns:
     dry: Counted = None
     run: Counted = None
     delayed: dict = field(default_factory=dict)  # "dry"/"run" -> Counted with delays
+    walks: list = field(default_factory=list)  # WalkTimes, with delays
 
     def counts(self, which, part, owner=None):
         return metacount.by_kind(getattr(self, which).totals, part, owner)
@@ -151,10 +154,64 @@ def _count_command(ctx, cmd, folder, name, lib, delay=None, trace=False, prefix=
     out = ctx.fresh(ctx.folder("metacount", name))
     traces = os.path.join(out, "trace") if trace else None
     env = {**os.environ, **metacount.environment(lib, prefix or ctx.args.work, out, delay, traces)}
+    if delay:  # a slow filesystem: walk it as a network filesystem is walked
+        from imagestats.plan import WALK_THREADS
+
+        env["IMAGESTATS_WALK_THREADS"] = str(WALK_THREADS)
     run = run_measured(cmd, folder, ctx.log(name), env=env)
     processes = metacount.read(out)
     traced = metacount.read_traces(traces, processes) if trace else None
     return Counted(name, metacount.attribute(processes), len(processes), run.wall, traced)
+
+
+PLAN_TIMER = """
+import json, os, sys, time
+sys.path.insert(0, {scripts!r})
+from imagestats.plan import make_plan
+start = time.perf_counter()
+plan = make_plan({{"input_dir": {root!r}}})
+print(json.dumps([plan.images, time.perf_counter() - start]))
+"""
+
+
+@dataclass
+class WalkTimes:
+    images: int
+    delay_us: int
+    threads: int
+    serial: float  # seconds, one thread
+    threaded: float  # seconds, ``threads`` threads
+
+    @property
+    def stat_seconds(self):
+        """The serial stat time: one stat per image, each delayed."""
+        return self.images * self.delay_us / 1e6
+
+
+def measure_walk(ctx, tree, lib, delay_us, prefix):
+    """make_plan of ``tree`` (the walk, the hashes, the cut) with every stat
+    under ``prefix`` delayed by ``delay_us``: with one thread, and with
+    plan.WALK_THREADS as on a network filesystem (IMAGESTATS_WALK_THREADS:
+    the mount table of a local disk cannot say so). Best of two each."""
+    from imagestats.plan import WALK_THREADS
+
+    code = PLAN_TIMER.format(scripts=os.path.dirname(metacount.BENCH), root=tree.root)
+    times = {}
+    for threads in (1, WALK_THREADS):
+        out = ctx.fresh(ctx.folder("metacount", f"walk-{tree.images}-{threads}"))
+        env = {**os.environ, **metacount.environment(lib, prefix, out, {"stat": delay_us}),
+               "IMAGESTATS_WALK_THREADS": str(threads)}  # fmt: skip
+        best = None
+        for _ in range(2):
+            done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            images, seconds = json.loads(done.stdout.strip().splitlines()[-1])
+            best = seconds if best is None else min(best, seconds)
+        times[threads] = best
+    walk = WalkTimes(images, delay_us, WALK_THREADS, times[1], times[WALK_THREADS])
+    say(f"  planning {walk.images:,} images (make_plan) with each stat delayed {delay_us} us: one thread "
+        f"{walk.serial:.2f} s, {WALK_THREADS} threads {walk.threaded:.2f} s; the serial stat time is "
+        f"{walk.stat_seconds:.2f} s, so {walk.threaded / walk.stat_seconds:.2f} of it (target <= 0.33)")  # fmt: skip
+    return walk
 
 
 def _shard_count(folder):
@@ -164,7 +221,7 @@ def _shard_count(folder):
         return 0
 
 
-def measure_metadata(ctx, tree, delay=None):
+def measure_metadata(ctx, tree, delay=None, walk_trees=()):
     """The dry run and the full run behind the shim; prints the table."""
     lib = metacount.build(ctx.folder("metacount-lib"))
     prefix = counted_folder(ctx, tree)
@@ -187,6 +244,10 @@ def measure_metadata(ctx, tree, delay=None):
             runs.results = os.path.join(os.path.realpath(run_dir), "results")
         say(f"  {'delayed ' if slow else ''}dry run {dry.wall:.2f} s, full run {run.wall:.2f} s "
             f"({run.processes} processes counted)")  # fmt: skip
+    if delay:
+        runs.walks.append(measure_walk(ctx, tree, lib, delay, prefix))
+        for extra in walk_trees:
+            runs.walks.append(measure_walk(ctx, extra, lib, delay, counted_folder(ctx, extra)))
     for line in report(runs, delay):
         say(line)
     return runs
@@ -250,7 +311,13 @@ def report(runs, delay=None):
         lines.append("")
         lines.append(f"With the shim sleeping {delay} us per counted operation: dry run "
                      f"{runs.delayed['dry'].wall:.2f} s (unslowed {runs.dry.wall:.2f} s), full run "
-                     f"{runs.delayed['run'].wall:.2f} s (unslowed {runs.run.wall:.2f} s)")  # fmt: skip
+                     f"{runs.delayed['run'].wall:.2f} s (unslowed {runs.run.wall:.2f} s); the walk with "
+                     "plan.WALK_THREADS threads, as on a network filesystem")  # fmt: skip
+    for walk in runs.walks:
+        lines.append(f"Planning {walk.images:,} images, each stat delayed {walk.delay_us} us: one thread "
+                     f"{walk.serial:.2f} s, {walk.threads} threads {walk.threaded:.2f} s = "
+                     f"{walk.threaded / walk.stat_seconds:.2f} of the serial stat time {walk.stat_seconds:.2f} s "
+                     f"(target <= 0.33: {'ok' if walk.threaded <= walk.stat_seconds / 3 else 'OVER'})")  # fmt: skip
     return lines
 
 
