@@ -8,8 +8,11 @@ Without a C compiler the tests skip, except in CI (CI=true), where they fail.
 """
 
 import os
+import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 
 import pytest
@@ -78,6 +81,42 @@ def test_the_shim_counts_each_kind_once_under_its_folder_only(shim, tmp_path):
     assert dict(child) == {"stat": 2}
     assert dict(parent) == {"stat": 8, "fstat": 1, "open": 1, "create": 1, "readdir": 2, "rename": 1,
                             "link": 1, "unlink": 3, "mkdir": 1}  # fmt: skip
+
+
+# The libc calls that name a path (or end a process, or replace its program:
+# the shim writes its counts then), as the programs of a run import them.
+PATH_CALLS = re.compile(
+    r"^(__)?(x|lx|fx)?(stat|lstat|fstat|statx|open|creat|fopen|rename|unlink|rmdir|mkdir|link|symlink|"
+    r"access|eaccess|faccessat|opendir|fdopendir|utime|readlink|chmod|chown|lchown|truncate|mknod|mkfifo|"
+    r"exec|_exit|_Exit)"
+)
+NOT_PATH_CALLS = {"openpty", "openlog", "statvfs", "statvfs64", "fstatvfs", "fstatvfs64", "open_memstream",
+                  "open_wmemstream", "fopencookie"}  # fmt: skip
+
+
+def _symbols(binary, which):
+    done = subprocess.run(["nm", "-D", which, binary], capture_output=True, text=True, check=True)
+    return {line.split()[-1].split("@")[0] for line in done.stdout.splitlines() if line.strip()}
+
+
+def test_the_shim_wraps_every_path_call_python_and_the_shell_make(shim):
+    """Which symbols a program calls depends on its glibc and how it was
+    built (stat64 and fstatat64 for Python on glibc 2.33+, __xstat64 before,
+    statx in newer tools): every one that Python, its library and bash
+    import must be the shim's, or their calls go uncounted."""
+    if shutil.which("nm") is None:
+        message = "no nm (binutils) to list the symbols"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    binaries = [sys.executable, shutil.which("bash") or "/bin/bash"]
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        binaries.append(os.path.join(sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY")))
+    wrapped = _symbols(shim, "--defined-only")
+    for binary in binaries:
+        called = {name for name in _symbols(binary, "--undefined-only") if PATH_CALLS.match(name)}
+        missing = sorted(called - wrapped - NOT_PATH_CALLS)
+        assert not missing, f"{binary} calls {missing}, which scripts/bench/metacount.c does not wrap"
 
 
 def test_marks_tell_the_workflows_operations_from_the_rest(shim, tmp_path):

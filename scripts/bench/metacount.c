@@ -17,7 +17,10 @@
  * under the prefix), open (an open without O_CREAT), create (an open with
  * O_CREAT, creat, fopen for writing), rename, unlink (unlink, unlinkat,
  * rmdir), readdir (opendir and fdopendir: one per directory listing),
- * mkdir, link (link, symlink), other (utimensat, readlink).
+ * mkdir, link (link, symlink), other (utimensat, utime, readlink, chmod,
+ * chown, truncate: attribute changes and reads that are neither). mknod and
+ * mkfifo are creates. Not counted: statvfs (a filesystem's, not a file's),
+ * calls on a descriptor other than fstat (the open was counted).
  *
  * Which symbols a program calls depends on how it was built: Python 3.11 on
  * glibc 2.36 calls stat64, lstat64, fstatat64, fstat64, open64, openat64,
@@ -51,7 +54,9 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <time.h>
+#include <utime.h>
 #include <unistd.h>
 #include <pthread.h>
 
@@ -593,6 +598,84 @@ REAL(readlink);
 ssize_t readlink(const char *path, char *buf, size_t size) {
     if (counted_at(AT_FDCWD, path)) hit(K_OTHER);
     return LOAD(readlink)(path, buf, size);
+}
+
+REAL(readlinkat);
+ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size) {
+    if (counted_at(dirfd, path)) hit(K_OTHER);
+    return LOAD(readlinkat)(dirfd, path, buf, size);
+}
+REAL(symlinkat);
+int symlinkat(const char *target, int dirfd, const char *path) {
+    if (counted_at(dirfd, path)) hit(K_LINK);
+    return LOAD(symlinkat)(target, dirfd, path);
+}
+/* Attribute changes (a setattr on the metadata server): "other". */
+REAL(chmod);
+int chmod(const char *path, mode_t mode) {
+    if (counted_at(AT_FDCWD, path)) hit(K_OTHER);
+    return LOAD(chmod)(path, mode);
+}
+REAL(fchmodat);
+int fchmodat(int dirfd, const char *path, mode_t mode, int flags) {
+    if (counted_at(dirfd, path)) hit(K_OTHER);
+    return LOAD(fchmodat)(dirfd, path, mode, flags);
+}
+REAL(chown);
+int chown(const char *path, uid_t owner, gid_t group) {
+    if (counted_at(AT_FDCWD, path)) hit(K_OTHER);
+    return LOAD(chown)(path, owner, group);
+}
+REAL(lchown);
+int lchown(const char *path, uid_t owner, gid_t group) {
+    if (counted_at(AT_FDCWD, path)) hit(K_OTHER);
+    return LOAD(lchown)(path, owner, group);
+}
+REAL(fchownat);
+int fchownat(int dirfd, const char *path, uid_t owner, gid_t group, int flags) {
+    if (counted_at(dirfd, path)) hit(K_OTHER);
+    return LOAD(fchownat)(dirfd, path, owner, group, flags);
+}
+REAL(truncate);
+int truncate(const char *path, off_t length) {
+    if (counted_at(AT_FDCWD, path)) hit(K_OTHER);
+    return LOAD(truncate)(path, length);
+}
+REAL(truncate64);
+int truncate64(const char *path, off64_t length) {
+    if (counted_at(AT_FDCWD, path)) hit(K_OTHER);
+    return LOAD(truncate64)(path, length);
+}
+REAL(utime);
+int utime(const char *path, const struct utimbuf *times) {
+    if (counted_at(AT_FDCWD, path)) hit(K_OTHER);
+    return LOAD(utime)(path, times);
+}
+REAL(utimes);
+int utimes(const char *path, const struct timeval times[2]) {
+    if (counted_at(AT_FDCWD, path)) hit(K_OTHER);
+    return LOAD(utimes)(path, times);
+}
+/* A FIFO or device node is a create. */
+REAL(mknod);
+int mknod(const char *path, mode_t mode, dev_t dev) {
+    if (counted_at(AT_FDCWD, path)) hit(K_CREATE);
+    return LOAD(mknod)(path, mode, dev);
+}
+REAL(mknodat);
+int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev) {
+    if (counted_at(dirfd, path)) hit(K_CREATE);
+    return LOAD(mknodat)(dirfd, path, mode, dev);
+}
+REAL(mkfifo);
+int mkfifo(const char *path, mode_t mode) {
+    if (counted_at(AT_FDCWD, path)) hit(K_CREATE);
+    return LOAD(mkfifo)(path, mode);
+}
+REAL(mkfifoat);
+int mkfifoat(int dirfd, const char *path, mode_t mode) {
+    if (counted_at(dirfd, path)) hit(K_CREATE);
+    return LOAD(mkfifoat)(dirfd, path, mode);
 }
 
 /* ------------------------------------------------------------ listings */
