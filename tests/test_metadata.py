@@ -140,14 +140,18 @@ def test_marks_tell_the_workflows_operations_from_the_rest(shim, tmp_path):
     assert dict(process.counts) == {(0, 0, "stat"): 2, (0, 1, "stat"): 2, (1, 0, "stat"): 1, (1, 1, "stat"): 1}
 
 
-def test_metadata_budgets_per_phase(shim, tmp_path):
+@pytest.mark.parametrize("per_image_files", [True, False])
+def test_metadata_budgets_per_phase(shim, tmp_path, per_image_files):
     """A few hundred images in several shards: the plan makes at most one
-    stat per image, a shard job one open, one stat and one create per image
-    (no rename, nothing else per image), Snakemake a number per shard and
-    nothing on any image or per-image file."""
+    stat per image, a shard job one open, one stat and (with per-image
+    files) one create per image (no rename, nothing else per image),
+    Snakemake a number per shard and nothing on any image or per-image file."""
     root = tmp_path / "tree" / "EuroSAT_RGB"
     generate(str(root), per_class=30, workers=2)  # 300 images
-    args = parse_args(["--work", str(tmp_path / "work"), "--images-per-job", "60"], None)
+    options = ["--work", str(tmp_path / "work"), "--images-per-job", "60"]
+    if not per_image_files:
+        options += ["--config", "per_image_files=false"]
+    args = parse_args(options, None)
     ctx = Context(args, SlurmWatch())
     runs = measure_metadata(ctx, trees.Tree(str(root), 300))
     assert runs.shards >= 4
@@ -158,8 +162,12 @@ def test_metadata_budgets_per_phase(shim, tmp_path):
     # (the rest is per shard), one stat per image in each plan.
     jobs = runs.counts("run", "shards", "workflow")
     per_shard = 20 * runs.shards
-    for kind in ("open", "fstat", "create"):
+    for kind in ("open", "fstat"):
         assert 300 <= jobs[kind] <= 300 + per_shard, (kind, jobs)
+    if per_image_files:
+        assert 300 <= jobs["create"] <= 300 + per_shard, jobs
+    else:
+        assert jobs["create"] + jobs["mkdir"] <= per_shard, jobs
     assert jobs["stat"] <= per_shard and jobs["rename"] <= 3 * runs.shards, jobs
     for which in ("dry", "run"):
         plan = runs.counts(which, "plan", "workflow")
