@@ -16,7 +16,8 @@
  * and __xstat variants), fstat (fstat and fstatat(AT_EMPTY_PATH) of a file
  * under the prefix), open (an open without O_CREAT), create (an open with
  * O_CREAT, creat, fopen for writing), rename, unlink (unlink, unlinkat,
- * rmdir), readdir (opendir and fdopendir: one per directory listing),
+ * rmdir), readdir (opendir and fdopendir: one per directory listing, and a
+ * direct getdents64 call; the entries readdir returns are not counted),
  * mkdir, link (link, symlink), other (utimensat, utime, readlink, chmod,
  * chown, truncate: attribute changes and reads that are neither). mknod and
  * mkfifo are creates. Not counted: statvfs (a filesystem's, not a file's),
@@ -689,4 +690,11 @@ REAL(fdopendir);
 DIR *fdopendir(int fd) {
     if (counted_fd(fd)) hit(K_READDIR);
     return LOAD(fdopendir)(fd);
+}
+/* A program reading a folder with getdents64 itself (glibc's readdir calls
+ * its own copy, unseen): one per call, each a batch of entries. */
+REAL(getdents64);
+ssize_t getdents64(int fd, void *buf, size_t size) {
+    if (counted_fd(fd)) hit(K_READDIR);
+    return LOAD(getdents64)(fd, buf, size);
 }
