@@ -287,6 +287,11 @@ def report(runs, delay=None):
             f"{what}: modelled {wf + sm:,.1f} s of metadata round trips on Lustre "
             f"(workflow {wf:,.1f} s, Snakemake {sm:,.1f} s; {1000 * (wf + sm) / n:.2f} ms per image)"
         )
+    plan_ms = 1000 * metacount.modelled_seconds(runs.counts("run", "plan", "workflow")) / n
+    shard_ms = 1000 * metacount.modelled_seconds(runs.counts("run", "shards", "workflow")) / n
+    lines.append(f"At 10^6 images, the workflow's per-image share scaled: planning ~{plan_ms * 1e3 / 60:,.0f} min "
+                 f"of round trips one at a time (every run, dry runs too), the shard jobs ~{shard_ms * 1e3 / 60:,.0f} min "
+                 f"({shard_ms:.2f} ms per image, of which {1.5 if runs.per_image_files else 0:g} ms the per-image file's create)")  # fmt: skip
     snake = Counter()
     for which in ("dry", "run"):
         for part in ("plan", "run", "shards", "after", "other"):
