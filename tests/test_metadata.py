@@ -90,8 +90,9 @@ PATH_CALLS = re.compile(
     r"access|eaccess|faccessat|opendir|fdopendir|utime|readlink|chmod|chown|lchown|truncate|mknod|mkfifo|"
     r"exec|_exit|_Exit)"
 )
-NOT_PATH_CALLS = {"openpty", "openlog", "statvfs", "statvfs64", "fstatvfs", "fstatvfs64", "open_memstream",
-                  "open_wmemstream", "fopencookie"}  # fmt: skip
+# Matched by the pattern but naming no file's metadata: a filesystem's totals, a terminal, a log, memory.
+NOT_PATH_CALLS = {"openpty", "openlog", "statvfs", "statvfs64", "fstatvfs", "fstatvfs64", "statfs", "statfs64",
+                  "fstatfs", "fstatfs64", "open_memstream", "open_wmemstream", "fopencookie"}  # fmt: skip
 
 
 def _symbols(binary, which):
