@@ -287,7 +287,7 @@ if target:
     from PIL import Image
     _open = Image.open
     def _open_or_die(fp, *args, **kwargs):
-        if str(fp).endswith(target):
+        if str(getattr(fp, "name", fp)).endswith(target):  # a path or a file
             os.kill(os.getpid(), signal.SIGKILL)
         return _open(fp, *args, **kwargs)
     Image.open = _open_or_die

@@ -18,6 +18,7 @@ import threading
 import time
 
 from . import analysis, command, journal, pool, resources, snakemake_internals, storage
+from .metamarks import own_code, running
 from .names import escape
 from .plan import (
     ConfigError,
@@ -234,15 +235,24 @@ class WorkflowPlan:
         if self._checked:
             return
         self._checked = True
+        with own_code():
+            self._check_plans()
+
+    def _check_plans(self):
         due = snakemake_internals.needrun_jobs(self.workflow)
         due_shards = [job for job in due if job.rule.name == SHARD_RULE]
         due_images = sum(self.plan.shards[job.wildcards_dict["shard"]].images for job in due_shards)
         folders = self.plan.selection.folder_count() if due_images else 0
         due_bytes = sum(self.plan.shards[job.wildcards_dict["shard"]].bytes for job in due_shards)
         transformed = self._probe(due_bytes / due_images) if due_images else {}
+        if self._seconds_per_image() is None:
+            measuring = due_images * resources.SECONDS_PER_IMAGE + due_bytes / 1e6 * resources.SECONDS_PER_MB
+        else:
+            measuring = due_images * self._seconds_per_image()
         report = storage.storage_plan(
-            ".", due_images, len(due_shards), self.config["per_image_files"], folders, transformed
-        )
+            ".", due_images, len(due_shards), self.config["per_image_files"], folders, transformed,
+            images_root=self.plan.root, measuring_seconds=measuring,
+        )  # fmt: skip
         print(report.describe(), file=sys.stderr)
         if report.verdict():
             raise PlanError(report.verdict())
@@ -312,21 +322,25 @@ class WorkflowPlan:
         """Holding Snakemake's lock, before the first job: the index the jobs
         read, no stale lists, and the progress line."""
         self._started = time.time()
-        write_index(self.plan, PLAN_DIR)
-        remove_stale_lists(self.plan, PLAN_DIR)
-        shards = {name: s.images for name, s in self.plan.shards.items()}
-        lists = {name: s.list_name for name, s in self.plan.shards.items()}
-        self.progress = ProgressMonitor(shards, PLAN_DIR, TABLE_DIR, lists=lists).start()
+        running()
+        with own_code():
+            write_index(self.plan, PLAN_DIR)
+            remove_stale_lists(self.plan, PLAN_DIR)
+            shards = {name: s.images for name, s in self.plan.shards.items()}
+            lists = {name: s.list_name for name, s in self.plan.shards.items()}
+            self.progress = ProgressMonitor(shards, PLAN_DIR, TABLE_DIR, lists=lists).start()
 
     def onsuccess(self):
-        self._stop_progress()
-        forget_vanished_shards(self.plan)
+        with own_code():
+            self._stop_progress()
+            forget_vanished_shards(self.plan)
         before_exit()
 
     def onerror(self):
-        self._stop_progress()
-        for line in failed_shards(self._started):
-            print(line, file=sys.stderr)
+        with own_code():
+            self._stop_progress()
+            for line in failed_shards(self._started):
+                print(line, file=sys.stderr)
         before_exit()
 
     def _stop_progress(self):
@@ -335,6 +349,11 @@ class WorkflowPlan:
 
 
 def plan_for_workflow(workflow, config, chosen=None):
+    with own_code():
+        return _plan_for_workflow(workflow, config, chosen)
+
+
+def _plan_for_workflow(workflow, config, chosen):
     slurm = slurm_settings(workflow)
     if not workflow.is_main_process:
         return WorkflowPlan(workflow, config, Plan.from_index(read_plan_index(PLAN_DIR)), slurm, chosen)
