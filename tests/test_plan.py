@@ -328,6 +328,54 @@ def test_the_walk_finds_the_same_with_threads_or_without(tmp_path, monkeypatch, 
             (root / "c3").chmod(0o755)
 
 
+def test_a_helper_process_stats_half_of_a_big_local_walk(tmp_path, monkeypatch):
+    """From plan.STAT_HELPER_MIN images on, a helper process stats the
+    second half: the same paths, sizes and mtimes in the same order,
+    broken links and awkward names included; if the helper cannot start
+    or fails, the walk stats that half itself."""
+    import subprocess
+
+    from imagestats import plan
+
+    root = tmp_path / "images"
+    for i in range(5):
+        folder = root / f"c{i}" / "d\u00e9ep"
+        folder.mkdir(parents=True)
+        for j in range(i + 2):
+            (folder / f"x {j}\n.jpg").write_bytes(b"x" * (j + 1))
+    os.symlink("nowhere.jpg", root / "c2" / "broken.jpg")
+    (root / os.fsdecode(b"odd\xff.jpg")).write_bytes(b"yy")
+    cfg = config(input_dir=str(root))
+    monkeypatch.setattr(plan, "STAT_HELPER_MIN", 10**9)
+    alone = find_images(cfg)
+    seen = []
+    real = subprocess.Popen
+
+    def counted(*args, **kwargs):
+        seen.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", counted)
+    monkeypatch.setattr(plan, "STAT_HELPER_MIN", 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+    def same(images):
+        assert images.paths == alone.paths and len(images.paths) == 22
+        assert images.sizes.tolist() == alone.sizes.tolist()
+        assert images.mtimes.tolist() == alone.mtimes.tolist()
+
+    same(find_images(cfg))
+    assert len(seen) == 1
+    monkeypatch.setattr(plan, "_HELPER", "import sys; sys.exit(3)")  # fails: stat'ed here
+    same(find_images(cfg))
+
+    def refused(*args, **kwargs):
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(subprocess, "Popen", refused)
+    same(find_images(cfg))
+
+
 def test_network_filesystems_are_told_by_the_mount_table(tmp_path):
     from imagestats.storage import _mount_point, on_network_filesystem
 
