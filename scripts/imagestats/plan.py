@@ -165,16 +165,16 @@ def _arrays(sizes, mtimes):
     return np.frombuffer(sizes, dtype=np.int64), np.frombuffer(mtimes, dtype=np.int64)
 
 
-def _scan(folder, rel, wanted, stat=True):
-    """One folder: its images (paths, sizes, mtimes), its real subfolders
-    [(path, rel, (dev, inode))] and its folder links [(path, rel)].
+def _scan(folder, rel, wanted):
+    """One folder: its images' paths, its real subfolders
+    [(path, rel, (dev, inode))] and its folder links [(path, rel)]; the
+    images are stat'ed after the listing (_stat_local, _stat_names), in
+    listing order.
 
     scandir on an open descriptor: each stat then resolves only the file's
     name within the folder, not its whole path (a sixth of a walk's time).
-    The listing says which entries are folders (d_type): no stat for that.
-    ``stat`` False: the images' names only, in listing order, to be stat'ed
-    by _stat_names (sizes and mtimes then empty)."""
-    paths, sizes, mtimes, subfolders, links = [], array("q"), array("q"), [], []
+    The listing says which entries are folders (d_type): no stat for that."""
+    paths, subfolders, links = [], [], []
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         with os.scandir(fd) as it:
@@ -187,17 +187,10 @@ def _scan(folder, rel, wanted, stat=True):
                         st = d.stat(follow_symlinks=False)
                         subfolders.append((os.path.join(folder, name), rel + name + os.sep, (st.st_dev, st.st_ino)))
                 elif name.lower().endswith(wanted):
-                    if stat:
-                        try:
-                            st = d.stat()
-                        except OSError:  # a broken link: measured, it becomes an error row
-                            st = d.stat(follow_symlinks=False)
-                        sizes.append(st.st_size)
-                        mtimes.append(st.st_mtime_ns)
                     paths.append(rel + name)
     finally:
         os.close(fd)
-    return paths, sizes, mtimes, subfolders, links
+    return paths, subfolders, links
 
 
 def _stat_names(folder, rel, paths):
@@ -416,7 +409,7 @@ def _from_folder(input_dir, extensions, workdir):
     # whichever thread is free; locally, _stat_local (on two cores).
     stats = []  # threads: (position in paths, future of (sizes, mtimes)); locally: _stat_local's
     with ThreadPoolExecutor(threads) if threads > 1 else _InThisThread() as pool:
-        pending = [(root, "", pool.submit(_scan, root, "", wanted, False))]
+        pending = [(root, "", pool.submit(_scan, root, "", wanted))]
         while pending or links:
             if not pending:
                 link, rel = links.pop()
@@ -433,11 +426,11 @@ def _from_folder(input_dir, extensions, workdir):
                     )
                     continue
                 walked[key] = name
-                pending.append((link, rel, pool.submit(_scan, link, rel, wanted, False)))
+                pending.append((link, rel, pool.submit(_scan, link, rel, wanted)))
                 continue
             folder, folder_rel, future = pending.pop()
             try:
-                found, found_sizes, found_mtimes, subfolders, found_links = future.result()
+                found, subfolders, found_links = future.result()
             except OSError as e:
                 raise ConfigError(
                     f"cannot list folder '{folder}' ({e.strerror}): fix its permissions "
@@ -452,12 +445,10 @@ def _from_folder(input_dir, extensions, workdir):
                     chunk = found[start : start + STAT_CHUNK]
                     stats.append((len(paths) + start, pool.submit(_stat_names, folder, folder_rel, chunk)))
             paths += found
-            sizes += found_sizes
-            mtimes += found_mtimes
             links += found_links
             for path, rel, key in subfolders:
                 walked[key] = rel.rstrip(os.sep)
-                pending.append((path, rel, pool.submit(_scan, path, rel, wanted, False)))
+                pending.append((path, rel, pool.submit(_scan, path, rel, wanted)))
         if threads == 1:
             sizes, mtimes = _stat_local(stats, len(paths))
         else:
