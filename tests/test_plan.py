@@ -256,6 +256,39 @@ def test_shard_list_round_trips_awkward_names(tmp_path):
     assert all(os.path.exists(e.file) for e in entries)
 
 
+@pytest.mark.parametrize("awkward", [False, True])
+def test_shard_list_text_is_json_dumps_byte_for_byte(tmp_path, awkward):
+    """The lists are joined, not json-encoded, when no path needs an escape:
+    the same text either way (a list's name is a hash of its images, its
+    text must not change between versions)."""
+    import json
+
+    from imagestats.plan import shard_list_text
+
+    names = [f"d{i % 3}/img {i} ünï ✓.jpg" for i in range(40)] + [os.fsdecode(b"caf\xe9.jpg")]
+    if awkward:
+        names.append('q"uote\\.jpg')
+    root = tmp_path / "images"
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x" * i)
+    plan = make_plan(config(input_dir=str(root), extensions=[".jpg"], images_per_job=7))
+    assert len(plan.shards) > 3
+    images = plan.selection
+    for name in plan.shards:
+        members = plan.members(name).tolist()
+        want = json.dumps(
+            {
+                "paths": [images.paths[i] for i in members],
+                "sizes": [int(images.sizes[i]) for i in members],
+                "mtimes_ns": [int(images.mtimes[i]) for i in members],
+            },
+            ensure_ascii=False,
+        ) + "\n"
+        assert shard_list_text(plan, name) == want
+    assert plan._plain is not awkward
+
+
 def test_stats_file_key_stays_inside_results():
     assert stats_file_key("Forest/Forest_1.jpg") == "Forest/Forest_1.jpg"
     assert stats_file_key("/data/EuroSAT/Forest/Forest_1.jpg") == "data/EuroSAT/Forest/Forest_1.jpg"

@@ -32,6 +32,7 @@ import json
 import os
 from array import array
 from dataclasses import dataclass, field
+from functools import partial
 
 
 from .atomic import replaced
@@ -97,6 +98,8 @@ class Plan:
     # into ``selection``) and each shard's slice of it.
     _order: object = field(default=None, repr=False)
     _ranges: dict = field(default_factory=dict, repr=False)  # name -> (lo, hi) into _order
+    _paths_in_order: object = field(default=None, repr=False)  # selection.paths[_order], numpy objects
+    _plain: bool = field(default=None, repr=False)  # no path needs an escape in JSON
 
     def index(self):
         """What every process needs, as plan.INDEX holds it."""
@@ -591,12 +594,15 @@ def path_hashes(paths):
 
     out = np.empty(len(paths), dtype=np.uint64)
     step = 65536  # digests joined a chunk at a time: no million bytes objects at once
+    hash8, digest = partial(hashlib.blake2b, digest_size=8), hashlib.blake2b.digest
     for start in range(0, len(paths), step):
-        digest = b"".join(
-            hashlib.blake2b(p.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-            for p in paths[start : start + step]
-        )
-        out[start : start + step] = np.frombuffer(digest, dtype=">u8")
+        chunk = paths[start : start + step]
+        # Encoded in one call and hashed by map's C loop: a fifth less time
+        # than a generator encoding and hashing path by path.
+        encoded = "\0".join(chunk).encode("utf-8", "surrogateescape").split(b"\0")
+        if len(encoded) != len(chunk):  # a NUL in a path (a manifest's line)
+            encoded = [p.encode("utf-8", "surrogateescape") for p in chunk]
+        out[start : start + step] = np.frombuffer(b"".join(map(digest, map(hash8, encoded))), dtype=">u8")
     return out
 
 
@@ -658,22 +664,40 @@ def make_plan(config, workdir=".", slurm=False):
 # ------------------------------------------------------ plan files on disk
 
 
+# What json.dumps(ensure_ascii=False) escapes in a string: control
+# characters, backslash and quote. Paths without any are written as they are.
+_JSON_ESCAPED = [chr(c) for c in range(32)] + ["\\", '"']
+
+
 def shard_list_text(plan, name):
     """The text of a shard's list: one JSON object of parallel arrays,
     ``{"paths": [...], "sizes": [...], "mtimes_ns": [...]}``, in the trie's
     (hash) order: unambiguous for any file name, and written and read by
-    json's C code in one call (a million images in a fraction of a second)."""
+    json's C code in one call (a million images in a fraction of a second).
+
+    The text is json.dumps's, byte for byte; the paths in the shards' order
+    are taken from one numpy array, and when no path needs an escape (any
+    usual tree) they are joined with '", "' instead of encoded one by one
+    (a million paths: 0.1 s instead of 0.8)."""
     images = plan.selection
     members = plan.members(name)
-    paths = images.paths
-    return json.dumps(
-        {
-            "paths": [paths[i] for i in members.tolist()],
-            "sizes": images.sizes[members].tolist(),
-            "mtimes_ns": images.mtimes[members].tolist(),
-        },
-        ensure_ascii=False,
-    ) + "\n"
+    if plan._paths_in_order is None:
+        import numpy as np
+
+        everything = np.empty(len(images.paths), dtype=object)
+        everything[:] = images.paths
+        plan._paths_in_order = everything[plan._order]
+        joined = "/".join(images.paths)
+        plan._plain = not any(c in joined for c in _JSON_ESCAPED)
+    lo, hi = plan._ranges[name]
+    paths = plan._paths_in_order[lo:hi].tolist()
+    if plan._plain and paths:
+        paths_json = '["' + '", "'.join(paths) + '"]'
+    else:
+        paths_json = json.dumps(paths, ensure_ascii=False)
+    sizes = json.dumps(images.sizes[members].tolist())
+    mtimes = json.dumps(images.mtimes[members].tolist())
+    return '{"paths": ' + paths_json + ', "sizes": ' + sizes + ', "mtimes_ns": ' + mtimes + "}\n"
 
 
 @dataclass
