@@ -396,9 +396,13 @@ def test_a_helper_process_stats_half_of_a_big_local_walk(tmp_path, monkeypatch):
         assert images.paths == alone.paths and len(images.paths) == 22
         assert images.sizes.tolist() == alone.sizes.tolist()
         assert images.mtimes.tolist() == alone.mtimes.tolist()
+        if images.hashes is not None:  # made by the walk and the helper, half each
+            assert images.hashes.tolist() == plan.path_hashes(images.paths).tolist()
 
-    same(find_images(cfg))
-    assert len(seen) == 1
+    assert alone.hashes is None
+    helped = find_images(cfg)
+    same(helped)
+    assert len(seen) == 1 and helped.hashes is not None
     monkeypatch.setattr(plan, "_HELPER", "import sys; sys.exit(3)")  # fails: stat'ed here
     same(find_images(cfg))
 

@@ -66,6 +66,7 @@ class Images:
     mtimes: object  # numpy int64 array, ns
     warnings: list = field(default_factory=list)
     folders: int = None  # folders holding images (None: count them from the paths)
+    hashes: object = field(default=None, repr=False)  # path_hashes(paths) if the walk made them
 
     def __len__(self):
         return len(self.paths)
@@ -221,9 +222,10 @@ def _stat_names(folder, rel, paths):
 _STAT_CODE = """
 import os
 from array import array
+from hashlib import blake2b
 
-def stat_listed(items):
-    sizes, mtimes, fd = array("q"), array("q"), None
+def stat_listed(items, hashed=False):
+    sizes, mtimes, digests, fd, rel = array("q"), array("q"), [], None, None
     stat, lstat = os.stat, os.lstat
     try:
         for item in items:
@@ -232,6 +234,10 @@ def stat_listed(items):
                     os.close(fd)
                     fd = None
                 fd = os.open(item, os.O_RDONLY | os.O_DIRECTORY)
+                rel = None
+                continue
+            if rel is None:  # a folder's path is followed by its rel
+                rel = item
                 continue
             try:
                 st = stat(item, dir_fd=fd)
@@ -239,67 +245,86 @@ def stat_listed(items):
                 st = lstat(item, dir_fd=fd)
             sizes.append(st.st_size)
             mtimes.append(st.st_mtime_ns)
+            if hashed:  # path_hashes's, of the path as bytes
+                digests.append(blake2b(rel + item, digest_size=8).digest())
     finally:
         if fd is not None:
             os.close(fd)
-    return sizes, mtimes
+    return sizes, mtimes, b"".join(digests)
 """
 exec(_STAT_CODE)
+# The helper: its items on stdin, each ended by a NUL; sizes, mtimes (native
+# int64) and, with argument 1, the paths' hashes (path_hashes's) on stdout.
 _HELPER = _STAT_CODE + """
 import sys
-sizes, mtimes = stat_listed(sys.stdin.buffer.read().split(b"\\0")[:-1])
-sys.stdout.buffer.write(sizes.tobytes() + mtimes.tobytes())
+out = stat_listed(sys.stdin.buffer.read().split(b"\\0")[:-1], sys.argv[1:] == ["1"])
+sys.stdout.buffer.write(out[0].tobytes() + out[1].tobytes() + out[2])
 """
 # On a local disk the walk is CPU-bound, nearly all of it the stats (a
 # million here: the listing 0.45 s, the stats 3.2 s, 3 us each): from this
-# many images on, with two CPUs, a helper process stats the second half of
-# them on the other CPU while the walk stats the first (the helper costs
-# ~30 ms to start and ~0.1 s per million names to hand over).
+# many images on, with two CPUs, a helper process stats (and hashes) the
+# second half of them on the other CPU while the walk does the first (the
+# helper costs ~30 ms to start and ~0.1 s per million names to hand over).
 STAT_HELPER_MIN = 100_000
 
 
 def _stat_items(listed, lo, hi):
-    """The items stat_listed takes for images lo..hi of ``listed``:
-    [(folder, len(rel), paths)] in walk order."""
+    """The items stat_listed takes for images lo..hi of ``listed``,
+    [(folder, rel, paths)] in walk order: each folder, its rel, the names."""
     items, start = [], 0
-    for folder, skip, found in listed:
+    for folder, rel, found in listed:
         end = start + len(found)
         if end > lo and start < hi:
-            items.append(folder)
+            skip = len(rel)
+            items += (folder, rel)
             items += [p[skip:] for p in found[max(lo - start, 0) : hi - start]]
         start = end
     return items
 
 
-def _stat_local(listed, count):
-    """Sizes and mtimes of the ``count`` images of ``listed`` (see
-    _stat_items), in order: a stat each, half of them in a helper process
-    when there are many and two CPUs to run on."""
+def _stat_local(listed, paths):
+    """Sizes and mtimes of ``paths``, the images of ``listed`` (see
+    _stat_items) in order, and maybe their hashes (path_hashes's; None: not
+    computed): a stat each, half of them in a helper process, which hashes
+    its half too, when there are many and two CPUs to run on."""
+    import sys
+
+    count = len(paths)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     half = count // 2 if count >= STAT_HELPER_MIN and (cpus or 1) > 1 else count
-    helper = _start_helper(_stat_items(listed, half, count)) if half < count else None
+    # Its bytes are the ones path_hashes hashes when file names are UTF-8.
+    hashed = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()) == ("utf-8", "surrogateescape")
+    helper = _start_helper(_stat_items(listed, half, count), hashed) if half < count else None
     try:
-        sizes, mtimes = _stat_part(listed, 0, half)
+        sizes, mtimes, _ = _stat_part(listed, 0, half)
+        front = path_hashes(paths[:half]) if helper is not None and hashed else None
     except BaseException:
         if helper is not None:
             helper.kill()
             helper.wait()
         raise
+    hashes = None
     if half < count:
-        more = _helper_output(helper, count - half) or _stat_part(listed, half, count)
+        more = _helper_output(helper, count - half, hashed)
+        if more is None:
+            more = _stat_part(listed, half, count)
+        elif front is not None:
+            import numpy as np
+
+            hashes = np.concatenate((front, np.frombuffer(more[2], dtype=">u8").astype(np.uint64)))
         sizes += more[0]
         mtimes += more[1]
-    return sizes, mtimes
+    return sizes, mtimes, hashes
 
 
-def _start_helper(items):
+def _start_helper(items, hashed):
     """A helper process stat'ing ``items`` (stat_listed's), or None."""
     import subprocess
     import sys
 
     try:
         helper = subprocess.Popen(
-            [sys.executable, "-S", "-c", _HELPER],
+            [sys.executable, "-S", "-c", _HELPER, "1" if hashed else "0"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     except OSError:
@@ -312,19 +337,19 @@ def _start_helper(items):
     return helper
 
 
-def _helper_output(helper, count):
-    """The helper's (sizes, mtimes) of its ``count`` images, or None if it
-    failed (no helper, a file it could not stat)."""
+def _helper_output(helper, count, hashed):
+    """The helper's (sizes, mtimes, hashes as bytes) of its ``count``
+    images, or None if it failed (no helper, a file it could not stat)."""
     if helper is None:
         return None
     with helper.stdout:
         out = helper.stdout.read()
-    if helper.wait() != 0 or len(out) != 16 * count:
+    if helper.wait() != 0 or len(out) != (24 if hashed else 16) * count:
         return None
     sizes, mtimes = array("q"), array("q")
     sizes.frombytes(out[: 8 * count])
-    mtimes.frombytes(out[8 * count :])
-    return sizes, mtimes
+    mtimes.frombytes(out[8 * count : 16 * count])
+    return sizes, mtimes, out[16 * count :]
 
 
 def _stat_part(listed, lo, hi):
@@ -411,6 +436,7 @@ def _from_folder(input_dir, extensions, workdir):
     # The listing first, the stats after it: with threads, in chunks by
     # whichever thread is free; locally, _stat_local (on two cores).
     stats = []  # threads: (position in paths, future of (sizes, mtimes)); locally: _stat_local's
+    hashes = None  # path_hashes(paths), if the helper made half of them
     with ThreadPoolExecutor(threads) if threads > 1 else _InThisThread() as pool:
         pending = [(root, "", pool.submit(_scan, root, "", wanted))]
         while pending or links:
@@ -442,7 +468,7 @@ def _from_folder(input_dir, extensions, workdir):
             folders += bool(found)
             if threads == 1:
                 if found:
-                    stats.append((folder, len(folder_rel), found))
+                    stats.append((folder, folder_rel, found))
             else:
                 for start in range(0, len(found), STAT_CHUNK):
                     chunk = found[start : start + STAT_CHUNK]
@@ -453,7 +479,7 @@ def _from_folder(input_dir, extensions, workdir):
                 walked[key] = rel.rstrip(os.sep)
                 pending.append((path, rel, pool.submit(_scan, path, rel, wanted)))
         if threads == 1:
-            sizes, mtimes = _stat_local(stats, len(paths))
+            sizes, mtimes, hashes = _stat_local(stats, paths)
         else:
             sizes, mtimes = array("q", bytes(8 * len(paths))), array("q", bytes(8 * len(paths)))
             for start, future in stats:
@@ -467,7 +493,7 @@ def _from_folder(input_dir, extensions, workdir):
                 sizes[start : start + len(found_sizes)] = found_sizes
                 mtimes[start : start + len(found_mtimes)] = found_mtimes
     source = f"input_dir {input_dir} (searched recursively for {', '.join(extensions)})"
-    return Images(source, root, paths, *_arrays(sizes, mtimes), warnings, folders)
+    return Images(source, root, paths, *_arrays(sizes, mtimes), warnings, folders, hashes)
 
 
 def _from_manifest(manifest, workdir):
@@ -644,7 +670,7 @@ def make_plan(config, workdir=".", slurm=False):
     per_job = config[f"{prefix}images_per_job"]
     mb_per_job = config[f"{prefix}mb_per_job"]
     images = find_images(config, workdir)
-    hashes = path_hashes(images.paths)
+    hashes = path_hashes(images.paths) if images.hashes is None else images.hashes
     order = np.argsort(hashes, kind="stable")
     hashes, sizes, mtimes = hashes[order], images.sizes[order], images.mtimes[order]
     plan = Plan(images.source, images.root, len(images), per_job, mb_per_job, {}, images)
