@@ -377,7 +377,8 @@ def _stat_part(listed, lo, hi):
 # GIL, so threads overlap the stats' waits: on Lustre or NFS each one waits
 # on the network. On a local disk the walk is CPU-bound and threads only
 # fight for the GIL, each stat's return waiting for it: 999,000 files here
-# took 4.6 to 4.9 s with one thread, 5.7 s with 2 and 8.0 s with 4. Eight:
+# took 4.6 to 4.9 s with one thread, 5.7 s with 2 and 8.0 s with 4 (so a
+# local walk uses a helper process for a second CPU, _stat_local). Eight:
 # a Lustre client keeps 8 metadata requests in flight per server by
 # default, so more gain little. Behind the benchmark's layer delaying each
 # stat by 0.5 ms, 27,000 images took 16.5 s with one thread (13.5 s of
