@@ -286,7 +286,6 @@ def test_shard_list_text_is_json_dumps_byte_for_byte(tmp_path, awkward):
             ensure_ascii=False,
         ) + "\n"
         assert shard_list_text(plan, name) == want
-    assert plan._plain is not awkward
 
 
 def test_stats_file_key_stays_inside_results():

@@ -100,7 +100,6 @@ class Plan:
     _order: object = field(default=None, repr=False)
     _ranges: dict = field(default_factory=dict, repr=False)  # name -> (lo, hi) into _order
     _paths_in_order: object = field(default=None, repr=False)  # selection.paths[_order], numpy objects
-    _plain: bool = field(default=None, repr=False)  # no path needs an escape in JSON
 
     def index(self):
         """What every process needs, as plan.INDEX holds it."""
@@ -703,8 +702,8 @@ def make_plan(config, workdir=".", slurm=False):
 
 
 # What json.dumps(ensure_ascii=False) escapes in a string: control
-# characters, backslash and quote. Paths without any are written as they are.
-_JSON_ESCAPED = [chr(c) for c in range(32)] + ["\\", '"']
+# characters, backslash (and quote). Paths without any are written as they are.
+_JSON_ESCAPED = [chr(c) for c in range(32)] + ["\\"]
 
 
 def shard_list_text(plan, name):
@@ -725,12 +724,11 @@ def shard_list_text(plan, name):
         everything = np.empty(len(images.paths), dtype=object)
         everything[:] = images.paths
         plan._paths_in_order = everything[plan._order]
-        joined = "/".join(images.paths)
-        plan._plain = not any(c in joined for c in _JSON_ESCAPED)
     lo, hi = plan._ranges[name]
     paths = plan._paths_in_order[lo:hi].tolist()
-    if plan._plain and paths:
-        paths_json = '["' + '", "'.join(paths) + '"]'
+    joined = '", "'.join(paths)
+    if joined.count('"') == 2 * (len(paths) - 1) and not any(c in joined for c in _JSON_ESCAPED):
+        paths_json = '["' + joined + '"]'  # only the separators' quotes: no path needs an escape
     else:
         paths_json = json.dumps(paths, ensure_ascii=False)
     sizes = json.dumps(images.sizes[members].tolist())
