@@ -33,6 +33,7 @@ import os
 from array import array
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 
 
 from .atomic import replaced
@@ -280,16 +281,18 @@ STAT_HELPER_MIN = 100_000
 
 def _stat_items(listed, lo, hi):
     """The items stat_listed takes for images lo..hi of ``listed``,
-    [(folder, rel, paths)] in walk order: each folder, its rel, the names."""
-    items, start = [], 0
+    [(folder, rel, paths)] in walk order: each folder, its rel, the names
+    (made one by one: not half a million more strings at once)."""
+    start = 0
     for folder, rel, found in listed:
         end = start + len(found)
         if end > lo and start < hi:
             skip = len(rel)
-            items += (folder, rel)
-            items += [p[skip:] for p in found[max(lo - start, 0) : hi - start]]
+            yield folder
+            yield rel
+            for path in found[max(lo - start, 0) : hi - start]:
+                yield path[skip:]
         start = end
-    return items
 
 
 def _stat_local(listed, paths):
@@ -340,7 +343,8 @@ def _start_helper(items, hashed):
     except OSError:
         return None
     try:
-        helper.stdin.write(os.fsencode("\0".join(items) + "\0"))
+        while block := list(islice(items, 65536)):
+            helper.stdin.write(os.fsencode("\0".join(block) + "\0"))
         helper.stdin.close()
     except OSError:  # it died: stat those here
         helper.kill()
