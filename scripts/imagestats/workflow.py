@@ -29,7 +29,7 @@ from .plan import (
     write_lists,
 )
 from .progress import ProgressMonitor
-from .slurm import SHARD_RULE, Job, make_slurm_plan
+from .slurm import SHARD_RULE, Job, live_jobs_of_workdir, make_slurm_plan
 
 # Where things go, relative to the working directory: one place for the
 # folder layout (the Snakefile's rules use these too).
@@ -289,11 +289,17 @@ class WorkflowPlan:
             res = job.resources
             jobs.append(Job(rule.name, job.threads, res.get("runtime", 0), res.get("mem_mb", 0)))
         after = [r.name for r in self.workflow.rules if r.name in here and not r.norun]
+        # Live jobs of an earlier run of this folder (its Snakemake was
+        # killed or lost its session): this run stops for them (see
+        # slurm.earlier_jobs_verdict); a dry run only shows them, being the
+        # way to look at a folder whose jobs still run.
+        earlier = (live_jobs_of_workdir(".") or []) if jobs else []
         slurm_plan = make_slurm_plan(
-            self.plan, jobs, self.workflow.resource_settings.nodes or 1, account, limit, after
-        )
+            self.plan, jobs, self.workflow.resource_settings.nodes or 1, account, limit, after,
+            earlier=earlier,
+        )  # fmt: skip
         print(slurm_plan.describe(), file=sys.stderr)
-        if not slurm_plan.fits:
+        if not slurm_plan.fits and not (earlier and self.workflow.dryrun):
             raise PlanError(slurm_plan.verdict())
 
     # --------------------------------------------------------- hooks
