@@ -313,6 +313,8 @@ class WorkflowPlan:
         shards = {name: s.images for name, s in self.plan.shards.items()}
         lists = {name: s.list_name for name, s in self.plan.shards.items()}
         self.progress = ProgressMonitor(shards, PLAN_DIR, TABLE_DIR, lists=lists).start()
+        if self.slurm is not None:
+            harden_slurm_run(self.workflow)
 
     def onsuccess(self):
         self._stop_progress()
@@ -328,6 +330,50 @@ class WorkflowPlan:
     def _stop_progress(self):
         if self.progress is not None:
             self.progress.stop()
+
+
+def harden_slurm_run(workflow):
+    """On the Snakemake of a Slurm run (the head; onstart runs there only,
+    holding the lock, after the executor exists and before any submission):
+    interrupts leave no job behind, and Slurm's hiccups neither hang nor
+    stop the run. See snakemake_internals for how, and the README's "When
+    the head dies or Slurm hiccups"."""
+    if snakemake_internals.slurm_executor(workflow) is None:
+        return False  # a Slurm profile run with another executor: nothing to do
+    snakemake_internals.cancel_every_job_on_interrupt(workflow)
+    snakemake_internals.keep_watching_through_failed_queries(workflow)
+    install_stop_handlers()
+    return True
+
+
+def install_stop_handlers():
+    """SIGTERM and SIGHUP (kill, a reboot, the end of a head job, an SSH
+    session that closes) do what Ctrl-C does: Snakemake's interrupt path
+    cancels the run's Slurm jobs (snakemake_internals makes that complete)
+    and releases its lock, so the same command reruns without --unlock.
+    Snakemake itself only drains on SIGTERM (waiting for jobs that the time
+    limit or the reboot then orphans) and dies on SIGHUP, leaving its jobs
+    and its lock.
+
+    A signal the user chose to ignore stays ignored: `nohup snakemake ...`
+    ignores SIGHUP so that the run outlives the session. The first signal
+    raises KeyboardInterrupt in the main thread (where Snakemake's scheduler
+    runs and catches it); later ones are ignored, so a second Ctrl-C does not
+    cut the cancelling and unlocking short."""
+    import signal
+
+    def stop(signum, frame):
+        for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(other) is stop:
+                signal.signal(other, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: cancelling the run's Slurm jobs")
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, stop)
+            installed.append(signum)
+    return installed
 
 
 def plan_for_workflow(workflow, config, chosen=None):
