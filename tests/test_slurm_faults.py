@@ -320,7 +320,8 @@ def test_the_head_submitted_with_sbatch(slurm, tree, hooks, local_stats, tmp_pat
 
     def submit_head(*more):
         out = subprocess.run(
-            ["sbatch", "--parsable", "-c", "1", "-D", str(work), str(REPO / "profiles" / "comet" / "head.sbatch"),
+            ["sbatch", "--parsable", "-c", "1", "-t", "30", "-D", str(work),
+             str(REPO / "profiles" / "comet" / "head.sbatch"),
              *args, *more],
             capture_output=True, text=True, env=env,
         )  # fmt: skip
