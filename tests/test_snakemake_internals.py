@@ -112,6 +112,7 @@ def test_what_the_interrupt_path_relies_on():
     post_init = inspect.getsource(SlurmExecutor.__post_init__)
     assert "self.run_uuid = " in post_init and "self._job_submission_executor = ThreadPoolExecutor(" in post_init
     assert "self._job_submission_executor.submit(self.run_job" in inspect.getsource(SlurmExecutor._submit_job)
+    assert "submit(self.run_array_jobs" in inspect.getsource(SlurmExecutor._submit_array_jobs)
     assert "--job-name {safe_quote(params.run_uuid)}" in inspect.getsource(get_submit_command)
     assert "--comment {safe_quote(params.comment_str)}" in inspect.getsource(get_submit_command)
     assert "-D {safe_quote(params.workdir)}" in inspect.getsource(get_submit_command)
@@ -249,15 +250,17 @@ def test_interrupt_drops_queued_submissions_and_scancels_by_run_id():
         release.wait(5)
         submitted.append(name)
 
-    executor._job_submission_executor.submit(sbatch, "under way")
-    executor._job_submission_executor.submit(sbatch, "queued")
-    started.wait(5)
+    executor.run_job = sbatch
     own_cancel = []
     executor.cancel = lambda: own_cancel.append(True)
     scancelled = []
     assert snakemake_internals.cancel_every_job_on_interrupt(
         FakeWorkflow(executor), scancel=lambda run: scancelled.append((run, list(submitted))) or True
     )
+    # as the plugin's _submit_job does
+    executor._job_submission_executor.submit(executor.run_job, "under way")
+    executor._job_submission_executor.submit(executor.run_job, "queued")
+    started.wait(5)
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         threading.Timer(0.3, release.set).start()
@@ -271,6 +274,21 @@ def test_interrupt_drops_queued_submissions_and_scancels_by_run_id():
     assert own_cancel == [True]
     # scancel by the run's id came after the last sbatch returned
     assert scancelled == [("run-uuid", ["under way"])]
+
+
+def test_a_run_that_submitted_nothing_cancels_nothing():
+    executor = fake_slurm_executor([])
+    executor._job_submission_executor = ThreadPoolExecutor(max_workers=1)
+    executor.cancel = lambda: None
+    scancelled = []
+    snakemake_internals.cancel_every_job_on_interrupt(FakeWorkflow(executor), scancel=scancelled.append)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        executor.cancel()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert scancelled == []
 
 
 def test_scancel_run_cancels_by_name_twice_and_retries():

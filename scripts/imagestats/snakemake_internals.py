@@ -144,10 +144,19 @@ def cancel_every_job_on_interrupt(workflow, scancel=scancel_run):
     if executor is None:
         return False
     original = executor.cancel
+    submitting = []  # set as an sbatch starts: a run that submitted nothing cancels nothing
+
+    for name in ("run_job", "run_array_jobs"):
+        submit = getattr(executor, name)
+
+        def counted(jobs, _submit=submit):
+            submitting.append(True)
+            return _submit(jobs)
+
+        setattr(executor, name, counted)
 
     def cancel():
         _ignore_stop_signals()
-        _say(f"Cancelling the Slurm jobs of this run (run id {executor.run_uuid}) ...")
         try:
             executor._job_submission_executor.shutdown(wait=True, cancel_futures=True)
         except Exception as e:  # noqa: BLE001 - the scancel below must still run
@@ -156,6 +165,9 @@ def cancel_every_job_on_interrupt(workflow, scancel=scancel_run):
             original()
         except Exception as e:  # noqa: BLE001
             _say(f"warning: Snakemake's own cancel failed: {e}")
+        if not submitting:
+            return
+        _say(f"Cancelling the Slurm jobs of this run (run id {executor.run_uuid}) ...")
         if scancel(executor.run_uuid):
             _say(f"Cancelled every Slurm job of run {executor.run_uuid}; the lock is released on exit.")
         else:
