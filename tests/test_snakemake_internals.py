@@ -327,3 +327,16 @@ def test_the_hardening_is_for_slurm_executors_only():
     assert snakemake_internals.slurm_executor(FakeWorkflow(FakeExecutor())) is None
     assert not snakemake_internals.cancel_every_job_on_interrupt(FakeWorkflow(object()))
     assert not snakemake_internals.keep_watching_through_failed_queries(FakeWorkflow(object()))
+
+
+def test_a_forgotten_job_sacct_still_runs_is_kept_and_a_failed_one_retried(monkeypatch):
+    Answers(monkeypatch, {})
+    reports = []
+    executor = fake_slurm_executor(reports)
+    now = [0.0]
+    snakemake_internals.keep_watching_through_failed_queries(
+        FakeWorkflow(executor), clock=lambda: now[0], sacct=lambda ids: {"1": "COMPLETING", "2": "TIMEOUT"}
+    )
+    assert run_check(executor, jobs("1", "2", "3")) == ["1", "2", "3"]
+    now[0] += snakemake_internals.MISSING_SECONDS
+    assert run_check(executor, jobs("1", "2", "3")) == ["1", "3"] and reports == [("error", "2")]

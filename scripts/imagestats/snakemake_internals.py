@@ -183,6 +183,10 @@ def cancel_every_job_on_interrupt(workflow, scancel=scancel_run):
 # Job states the plugin 2.8.0 waits on forever (it yields them as running):
 # PREEMPTED (without requeue) and NODE_FAIL (with --slurm-requeue).
 ENDED_BUT_WAITED_ON = ("PREEMPTED", "NODE_FAIL")
+# States sacct gives a job that ended without success.
+FAILED_STATES = (
+    "BOOT_FAIL", "CANCELLED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT",
+)  # fmt: skip
 # A job missing from successful status answers this long (squeue forgets a
 # job MinJobAge after it ends, e.g. while the status queries failed) is
 # looked up in sacct.
@@ -306,10 +310,10 @@ def keep_watching_through_failed_queries(workflow, clock=None, sacct=_sacct_stat
                 ended = states.get(job.external_jobid)
                 if ended == "COMPLETED":
                     executor.report_job_success(job)
-                elif ended in ("PENDING", "RUNNING", "REQUEUED", "SUSPENDED", None):
-                    yield job
-                else:
+                elif ended in FAILED_STATES:
                     executor.report_job_error(job, msg=f"Slurm job {job.external_jobid} ended {ended}.")
+                else:  # still queued or running, or sacct does not know it yet
+                    yield job
         seen = {id(job) for job in kept}
         dropped = [job for job in active_jobs if id(job) not in seen and id(job) not in reported]
         if not dropped:
