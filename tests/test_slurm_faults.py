@@ -265,12 +265,12 @@ def test_scontrol_requeue_of_a_running_shard_job(slurm, tree, hooks, local_stats
 
 
 def test_slurmctld_stopped_and_started_mid_run(slurm, tree, hooks, local_stats, tmp_path):
-    """A controller outage of ~30 s while the jobs run (all submitted before:
-    an sbatch while slurmctld is down is a failed job to the plugin)."""
+    """A controller outage of ~30 s while jobs run and two shards are still
+    to be submitted: status queries fail (the run keeps watching), and an
+    sbatch that slurmctld does not answer is tried again, not failed."""
     work = tmp_path / "work"
-    head = Head(work, tree, hooks, "--jobs", "5")
+    head = Head(work, tree, hooks)
     running_and_pending(work, head)
-    wait_for(lambda: len(jobs_of(work)) >= 5, 120, "all 5 shard jobs submitted")
     stop = cluster("stop-controller", check=False)
     try:
         assert stop.returncode == 0, stop.stdout + stop.stderr

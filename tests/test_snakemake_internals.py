@@ -340,3 +340,33 @@ def test_a_forgotten_job_sacct_still_runs_is_kept_and_a_failed_one_retried(monke
     assert run_check(executor, jobs("1", "2", "3")) == ["1", "2", "3"]
     now[0] += snakemake_internals.MISSING_SECONDS
     assert run_check(executor, jobs("1", "2", "3")) == ["1", "3"] and reports == [("error", "2")]
+
+
+def test_sbatch_is_retried_while_the_controller_is_down_and_only_then():
+    assert "self._report_job_error_threadsafe(" in inspect.getsource(SlurmExecutor.run_job)
+    reports = []
+    executor = fake_slurm_executor(reports)
+    errors, answers = [], iter(["down", "down", "ok", "limit"])
+
+    def run_job(job):
+        answer = next(answers)
+        if answer == "down":
+            executor._report_job_error_threadsafe(
+                SubmittedJobInfo(job), "SLURM sbatch failed. The error message was 'sbatch: error: Batch job "
+                "submission failed: Unable to contact slurm controller (connect failure)'."
+            )  # fmt: skip
+        elif answer == "limit":
+            executor._report_job_error_threadsafe(SubmittedJobInfo(job), "SLURM sbatch failed: AssocMaxSubmitJobLimit")
+
+    executor.run_job = run_job
+    executor._report_job_error_threadsafe = lambda info, msg: errors.append(msg)
+    assert snakemake_internals.retry_sbatch_while_the_controller_is_down(FakeWorkflow(executor), first_pause=0.01)
+    executor.run_job("shard-0")  # refused twice, then submitted
+    assert errors == []
+    executor.run_job("shard-1")  # a limit is no outage: reported at once
+    assert errors == ["SLURM sbatch failed: AssocMaxSubmitJobLimit"]
+    # a cancel stops the retrying
+    answers = iter(["down"] * 100)
+    snakemake_internals._stopping(executor).set()
+    executor.run_job("shard-2")
+    assert len(errors) == 2 and "Unable to contact slurm controller" in errors[1]

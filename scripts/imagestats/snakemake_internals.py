@@ -157,6 +157,7 @@ def cancel_every_job_on_interrupt(workflow, scancel=scancel_run):
 
     def cancel():
         _ignore_stop_signals()
+        _stopping(executor).set()  # no more sbatch retries (retry_sbatch_while_the_controller_is_down)
         try:
             executor._job_submission_executor.shutdown(wait=True, cancel_futures=True)
         except Exception as e:  # noqa: BLE001 - the scancel below must still run
@@ -177,6 +178,77 @@ def cancel_every_job_on_interrupt(workflow, scancel=scancel_run):
             )
 
     executor.cancel = cancel
+    return True
+
+
+def _stopping(executor):
+    """An Event set once the run is being cancelled."""
+    import threading
+
+    event = executor.__dict__.get("_imagestats_stopping")
+    if event is None:
+        event = executor.__dict__.setdefault("_imagestats_stopping", threading.Event())
+    return event
+
+
+# What sbatch says when slurmctld does not answer (Slurm 22.05-24.11).
+CONTROLLER_DOWN = ("Unable to contact slurm controller", "Socket timed out", "Connection refused")
+# How long a submission is retried while slurmctld does not answer.
+SUBMIT_RETRY_SECONDS = 10 * 60
+
+
+def retry_sbatch_while_the_controller_is_down(workflow, seconds=SUBMIT_RETRY_SECONDS, clock=None, first_pause=5.0):
+    """An sbatch refused because slurmctld does not answer (a restart, an
+    outage) is tried again, 5 s then up to 60 s apart, for up to
+    ``seconds``, instead of being a failed job: the plugin reports it as
+    one, and Snakemake's retries are used up within seconds, ending the run.
+    Any other refusal (a limit, a bad request) is reported at once, as
+    before. A cancel (Ctrl-C) stops the retrying."""
+    import threading
+    import time
+
+    executor = slurm_executor(workflow)
+    if executor is None:
+        return False
+    clock = clock or time.monotonic
+    original_report = executor._report_job_error_threadsafe
+    original_run_job = executor.run_job
+    local = threading.local()
+    said = []
+
+    def report(job_info, msg):
+        if getattr(local, "retrying", False) and any(text in str(msg) for text in CONTROLLER_DOWN):
+            local.refused = msg
+            return
+        original_report(job_info, msg)
+
+    def run_job(job):
+        from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+
+        deadline, pause = clock() + seconds, first_pause
+        stop = _stopping(executor)
+        while True:
+            local.retrying, local.refused = True, None
+            try:
+                original_run_job(job)
+            finally:
+                local.retrying = False
+            if local.refused is None:
+                return
+            if stop.is_set() or clock() >= deadline:
+                original_report(SubmittedJobInfo(job), local.refused)
+                return
+            if not said:
+                said.append(True)
+                _say("warning: slurmctld does not answer sbatch; trying again (up to "
+                     f"{seconds // 60} minutes) instead of failing the job")  # fmt: skip
+            if stop.wait(pause):
+                original_report(SubmittedJobInfo(job), local.refused)
+                return
+            pause = min(pause * 2, 60.0)
+
+    executor._report_job_error_threadsafe = report
+    executor.run_job = run_job
     return True
 
 

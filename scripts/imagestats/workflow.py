@@ -340,6 +340,7 @@ def harden_slurm_run(workflow):
     the head dies or Slurm hiccups"."""
     if snakemake_internals.slurm_executor(workflow) is None:
         return False  # a Slurm profile run with another executor: nothing to do
+    snakemake_internals.retry_sbatch_while_the_controller_is_down(workflow)
     snakemake_internals.cancel_every_job_on_interrupt(workflow)
     snakemake_internals.keep_watching_through_failed_queries(workflow)
     install_stop_handlers()
