@@ -41,8 +41,11 @@ from imagestats.workflow import (  # noqa: E402
     python_for_shell,
     read_booleans,
     schema_file,
+    start_banner,
 )
+from imagestats.version import VERSION  # noqa: E402
 
+start_banner(workflow)
 CONFIG_FILE = config_file(workflow)
 
 
@@ -57,6 +60,9 @@ except WorkflowError as e:  # one line that names the key, not a schema dump
 if problem := plot_columns_problem(config):
     raise PlanError(problem)
 bundled_paths(workflow, config, CONFIG_FILE)
+# For report/workflow.rst, whose template sees only the config. Set after the
+# validation: the schema refuses it from a user.
+config["imagestats_version"] = VERSION
 
 # The analysis (config `analysis`), imported by the main process to check it.
 ANALYSIS = ChosenAnalysis(config, workflow)

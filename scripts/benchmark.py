@@ -6,6 +6,7 @@
     python3 scripts/benchmark.py --quick        # smoke test: 2,700 (and 27,000) images, small heavy tree, 1 repetition
     python3 scripts/benchmark.py --quick --skip-heavy --skip-large   # the fastest whole pass (~2 minutes)
     python3 scripts/benchmark.py --slurm        # profiles/comet on the test cluster, 27,000 and 270,000 images
+    python3 scripts/benchmark.py --metadata [--metadata-delay 500]   # metadata operations per image (below)
 
 Options: --repeat N, --large-repeat N, --images-per-job N, --cores N (default 2),
 --targets FILE... (default: rule all, and results/stats.csv like for like),
@@ -46,6 +47,13 @@ What it measures (local mode), on generated trees cached under --work:
   * 270,000 images (hard links to the 27,000; --skip-large to skip): dry run time
     and memory, and full runs of both to see whether time per image stays the
     same (linearity).
+With --metadata: `snakemake -n` and a full run on the 27,000 images (--quick: 2,700) behind an
+LD_PRELOAD shim (scripts/bench/metacount.c, built with cc) counting stat, fstat, open, create,
+rename, unlink, readdir, mkdir and link calls under the work folder, per phase (plan, shard jobs, jobs
+after them, the main process while jobs run), the workflow's own apart from Snakemake's, per image,
+priced at Lustre's costs, against issue 23's budgets; --metadata-delay US runs both again with every
+counted call delayed US microseconds, and times planning with each stat delayed, one thread against
+the walk's threads, also on 108,000 hard-linked images unless --skip-large (scripts/bench/metadata.py).
 With --slurm: `snakemake --profile profiles/comet` as shipped on the test cluster
 (tests/slurm/cluster.sh) against a local `snakemake --cores N` of the same tree,
 each in a fresh folder: wall time, sbatch calls and status queries (counted by

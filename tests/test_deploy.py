@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -162,6 +163,30 @@ def measure(checkout, run, tree, *config, target=STATS_ONLY, **kw):
         "-s", checkout / "Snakefile", "-d", run, "--cores", "2", target,
         "--config", f"input_dir={tree}", "images_per_job=7", *config, cwd=run.parent, **kw,
     )  # fmt: skip
+
+
+# ------------------------------------------- 0. the README's first command
+
+# The README's first command, as a newcomer types it in a fresh checkout.
+# tests/test_docs.py checks that the README shows exactly this; the test below
+# runs its snakemake part as typed, and .ci/run runs its pip part on CI.
+QUICK_START = "python3 -m pip install -r requirements.txt && snakemake --cores 2"
+
+
+def test_the_readme_s_first_command(checkout):
+    """`snakemake --cores 2` in the checkout, nothing else: the bundled
+    sample measured, with the summary, the plots and results/ in the checkout."""
+    install, run = QUICK_START.split(" && ")
+    assert install == "python3 -m pip install -r requirements.txt"
+    args = shlex.split(run)
+    assert args[0] == "snakemake"
+    result = snakemake(*args[1:], cwd=checkout)
+    assert plan_line(result.output)["images"] == len(images_under(checkout / SAMPLE))
+    check_stats(checkout, checkout / SAMPLE)
+    for png in ("brightness_by_class", "min_max", "outliers"):
+        assert (checkout / "results" / "plots" / f"{png}.png").is_file()
+    for table in ("summary.csv", "errors.csv"):
+        assert (checkout / "results" / table).is_file()
 
 
 # ------------------------------------------- 1. runs from any folder

@@ -515,13 +515,13 @@ def test_unreadable_file(tmp_path, images, monkeypatch):
     file = tmp_path / "secret.jpg"
     file.write_bytes(images["RGB jpeg"].read_bytes())
     file.chmod(0)
-    if os.access(file, os.R_OK):  # root reads anything: make open() refuse instead
-        real_open = Image.open
+    if os.access(file, os.R_OK):  # root reads anything: make the open refuse instead
+        real_open = os.open
 
-        def refuse(fp, *a, **k):
-            if str(fp) == str(file):
-                raise PermissionError(13, "Permission denied", str(fp))
-            return real_open(fp, *a, **k)
+        def refuse(path, *a, **k):
+            if str(path) == str(file):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path, *a, **k)
 
-        monkeypatch.setattr(Image, "open", refuse)
+        monkeypatch.setattr(os, "open", refuse)
     assert "permission denied" in bad_row(file)["error"]

@@ -24,6 +24,7 @@ from conftest import REPO, check_png, generate, snakemake
 from imagestats import plots, summary
 from imagestats.stats import Stats
 from imagestats.progress import ProgressMonitor, format_duration
+from imagestats.version import VERSION
 
 PLOTS = ("brightness_by_class", "min_max", "outliers")
 
@@ -270,6 +271,30 @@ def test_report_embeds_plots_tables_and_captions(run):
         assert sentence in " ".join(page.replace("\\n", " ").split()), caption
     # Self-contained: nothing is loaded from elsewhere when it opens.
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=[\"']?(https?:)?//", page)
+
+
+def test_run_and_report_show_the_version(run):
+    """The terminal starts with the version, once (no job prints it again),
+    and the report says which version made it."""
+    workdir, _, stderr = run
+    lines = [line for line in stderr.splitlines() if not line.startswith("Using workflow specific profile")]
+    assert lines[0] == f"imagestats {VERSION}"
+    assert stderr.count(f"imagestats {VERSION}") == 1
+    page = (workdir / "report.html").read_text(encoding="utf-8")
+    assert f"Made with imagestats {VERSION}" in page
+
+
+def test_a_cluster_job_does_not_print_the_version():
+    """A Slurm job parses the Snakefile again: its log must not start with
+    the banner (only the main process prints it)."""
+    from types import SimpleNamespace
+
+    from imagestats.workflow import start_banner
+
+    for main, printed in ((True, f"imagestats {VERSION}\n"), (False, "")):
+        out = io.StringIO()
+        start_banner(SimpleNamespace(is_main_process=main), out)
+        assert out.getvalue() == printed
 
 
 # --------------------------------------------------------------- progress

@@ -37,7 +37,8 @@ if _target:
     _open = PIL.Image.open
 
     def _open_or_die(fp, *args, **kwargs):
-        if isinstance(fp, (str, bytes, os.PathLike)) and os.path.basename(os.fsdecode(fp)) == _target:
+        path = fp if isinstance(fp, (str, bytes, os.PathLike)) else getattr(fp, "name", None)  # a path or a file
+        if path is not None and os.path.basename(os.fsdecode(path)) == _target:
             record = os.environ.get("IMAGESTATS_TEST_KILL_LOG")
             if record:
                 with open(record, "a") as f:

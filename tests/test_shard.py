@@ -60,11 +60,11 @@ def test_a_per_image_file_cut_short_by_a_kill_is_written_again(small_tree, tmp_p
         try:
             real = shard_module.write_in_place
 
-            def cut_short(file, data, name=None):
+            def cut_short(file, data, name=None, **options):
                 if file == victim:
-                    real(file, data[: len(data) // 2])
+                    real(file, data[: len(data) // 2], **options)
                     os.kill(os.getpid(), signal.SIGKILL)
-                real(file, data, name)
+                real(file, data, name, **options)
 
             shard_module.write_in_place = cut_short
             measure_shard()

@@ -175,10 +175,11 @@ if _targets:
     _open = PIL.Image.open
 
     def _open_held(fp, *args, **kwargs):
-        if isinstance(fp, (str, bytes, os.PathLike)) and os.path.basename(os.fsdecode(fp)) in _targets.split(","):
+        path = fp if isinstance(fp, (str, bytes, os.PathLike)) else getattr(fp, "name", None)  # a path or a file
+        if path is not None and os.path.basename(os.fsdecode(path)) in _targets.split(","):
             if os.environ.get("IMAGESTATS_TEST_HOLD_DEAF"):
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
-            name = os.path.basename(os.fsdecode(fp)).encode()
+            name = os.path.basename(os.fsdecode(path)).encode()
             os.write(int(os.environ["IMAGESTATS_TEST_READY_FD"]), b"%d %s\\n" % (os.getpid(), name))
             os.read(int(os.environ["IMAGESTATS_TEST_GATE_FD"]), 1)
         return _open(fp, *args, **kwargs)

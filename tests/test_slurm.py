@@ -8,6 +8,7 @@ them, except in CI (CI=true), where a missing cluster fails the run.
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,15 @@ import pytest
 
 from conftest import CONFIG, REPO, SNAKEFILE, generate
 
+# The README's Slurm commands, as a user types them in the checkout;
+# tests/test_docs.py checks that the README shows exactly these.
+# test_the_readme_s_slurm_commands_as_typed runs the dry run and the unlock as
+# they are; run_profile runs README_SLURM_RUN with a test tree, a folder of its
+# own and status checks every 2 s added.
+README_SLURM_RUN = "snakemake --profile profiles/comet"
+README_SLURM_DRY_RUN = README_SLURM_RUN + " -n"
+README_SLURM_UNLOCK = README_SLURM_RUN + " --unlock"
+PROFILE = REPO / shlex.split(README_SLURM_RUN)[shlex.split(README_SLURM_RUN).index("--profile") + 1]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 TEST_PROFILE = REPO / "tests" / "slurm" / "profile"
 LIMIT = 8  # the cluster's MaxSubmitJobs for root (cluster.sh's default)
@@ -89,7 +99,7 @@ def run_profile(workdir, tree, *args, check=True, popen=False, config=(), env=No
     (tests/slurm/profile) instead of the shipped 40 s."""
     cmd = [
         sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
-        "--configfile", str(CONFIG), "--profile", str(REPO / "profiles" / "comet"),
+        "--configfile", str(CONFIG), "--profile", str(PROFILE),
         "--workflow-profile", str(TEST_PROFILE),
         "--config", f"input_dir={tree}", f"slurm_images_per_job={per_job}", *config, *args,
     ]  # fmt: skip
@@ -102,6 +112,35 @@ def run_profile(workdir, tree, *args, check=True, popen=False, config=(), env=No
     if check and result.returncode != 0:
         pytest.fail(f"snakemake --profile failed:\n{result.output[-6000:]}")
     return result
+
+
+def test_the_readme_s_slurm_commands_as_typed(tmp_path):
+    """The README's dry run and unlock, typed in a fresh checkout as a user
+    does: the Slurm plan of the bundled sample, and nothing submitted. They
+    only read the cluster (scontrol, sacctmgr, squeue), so this needs it up
+    but, unlike the `slurm` fixture, never starts it or changes its limit."""
+    if not slurm_answers():
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"CI must run the Slurm tests: {HOW_TO}")
+        pytest.skip(HOW_TO)
+    from test_deploy import copy_checkout
+
+    checkout = copy_checkout(tmp_path / "imagestats")
+    outputs = []
+    for command in (README_SLURM_DRY_RUN, README_SLURM_UNLOCK):
+        args = shlex.split(command)
+        assert args[0] == "snakemake"
+        result = subprocess.run([sys.executable, "-m", "snakemake", *args[1:]], cwd=checkout,
+                                capture_output=True, text=True, timeout=600)  # fmt: skip
+        outputs.append(result.stdout + result.stderr)
+        assert result.returncode == 0, f"{command}:\n{outputs[-1][-4000:]}"
+    dry, unlock = outputs
+    assert "Slurm plan" in dry and "  images found       30\n" in dry, dry[-3000:]
+    assert re.search(r"^  Slurm jobs due +1: 1 image_stats", dry, re.MULTILINE), dry[-3000:]
+    assert "verdict            fits:" in dry, dry[-3000:]
+    assert "Unlocked working directory." in unlock, unlock[-3000:]
+    assert not (checkout / "results" / "stats.csv").exists()
+    assert not (checkout / "logs" / "image_stats").exists()
 
 
 def local_csv(tmp_path, tree, per_job=40, name="local"):
@@ -202,7 +241,7 @@ def test_profile_run_matches_plan_limit_and_local_csv(slurm, tree, tmp_path):
     assert {j[3] for j in jobs} == {"default_free"}
     assert most_in_flight(jobs) <= LIMIT
     assert (work / "results" / "stats.csv").read_bytes() == local_csv(tmp_path, tree)
-    # Slurm's logs are where the README says, and were kept
+    # Slurm's logs are where docs/slurm.md says, and were kept
     assert list((work / "logs" / "slurm").glob("*/*/*.log"))
 
 
@@ -248,7 +287,7 @@ if target:
     from PIL import Image
     _open = Image.open
     def _open_or_die(fp, *args, **kwargs):
-        if str(fp).endswith(target):
+        if str(getattr(fp, "name", fp)).endswith(target):  # a path or a file
             os.kill(os.getpid(), signal.SIGKILL)
         return _open(fp, *args, **kwargs)
     Image.open = _open_or_die
@@ -440,7 +479,7 @@ def test_a_million_image_plan(slurm, base_tree, tmp_path):
     tree = linked_tree(base_tree, tmp_path / "images" / "EuroSAT_RGB", 370)
     cmd = [
         sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path / "work"),
-        "--configfile", str(CONFIG), "--profile", str(REPO / "profiles" / "comet"), "-n",
+        "--configfile", str(CONFIG), "--profile", str(PROFILE), "-n",
         "--config", f"input_dir={tree}",
     ]  # fmt: skip
     out, code, seconds, peak = measured(cmd)

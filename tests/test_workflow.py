@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, SNAKEFILE, as_numbers, generate, read_stats, reference, snakemake
+from imagestats.version import VERSION
 
 NUMBERS = ("min", "max", "mean", "median")
 
@@ -55,6 +56,7 @@ def test_dry_run_shows_the_plan_and_runs_nothing(small_tree, tmp_path):
     shards = len(list((tmp_path / "results" / "plan").glob("*.jsonl")))
     assert shards >= 40 / 7
     assert f"Plan: 40 images from input_dir {small_tree}" in result.output
+    assert f"imagestats {VERSION}\nPlan: 40 images" in result.stderr  # the version first
     assert f"{shards} shard(s) of" in result.output
     assert jobs_planned(result.output) == shards
     assert not (tmp_path / "results" / "shards").exists()
@@ -353,7 +355,7 @@ def test_interrupted_run_resumes_to_the_same_csv(medium_tree, tmp_path, how):
     for table in (work / "results" / "shards").glob("*.jsonl"):
         lines = table.read_text().splitlines()
         assert all(json.loads(line)["path"] for line in lines)
-    if how == "kill -9 snakemake":  # the README's recovery: the lock outlives the process
+    if how == "kill -9 snakemake":  # docs/reliability.md's recovery: the lock outlives the process
         snakemake(work, "--unlock", config=(f"input_dir={medium_tree}", "images_per_job=20"))
     result = run(work, medium_tree, per_job=20)
     missing = len(list((work / "results/plan").glob("*.jsonl"))) - len(done)

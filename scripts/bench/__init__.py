@@ -20,6 +20,9 @@ this package is how:
     slurm_calls.py  PATH shims counting sbatch/squeue/sacct/scontrol calls
     slurm_jobs.py   sacct: a Slurm run's jobs, in flight, rounds, overheads, phases
     slurm_bench.py  the --slurm mode: profiles/comet against a local run
+    metacount.c     an LD_PRELOAD shim counting (and delaying) metadata calls under a folder
+    metacount.py    building it, running under it, reading and attributing its counts
+    metadata.py     the --metadata mode: operations per image per phase, budgets, Lustre model
 
 Only the standard library at import time: pandas, numpy and Pillow are
 imported where used, so that measuring costs the measured runs nothing.

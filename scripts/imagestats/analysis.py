@@ -21,6 +21,7 @@ or a failing function: the row's ``error`` says what went wrong.
 import hashlib
 import importlib
 import importlib.util
+import io
 import os
 import re
 import stat
@@ -207,14 +208,73 @@ def _where(error):
 # ------------------------------------------------------------ one file
 
 
-def check_file(file):
-    """Refuse what cannot be an image before opening it: reading a FIFO
-    would block forever, whatever the analysis."""
-    st = os.stat(file)  # follows links: a broken link raises FileNotFoundError
-    if not stat.S_ISREG(st.st_mode):
-        raise MeasureError("not a regular file: point the input at image files only")
-    if st.st_size == 0:
-        raise MeasureError("empty file (0 bytes): copy the image again from its source")
+class _FdReader(io.RawIOBase):
+    """A file descriptor as Pillow reads it: io.FileIO would fstat it again
+    (open() does), a second round trip to the metadata server per image on
+    Lustre or NFS."""
+
+    def __init__(self, fd, name):
+        super().__init__()
+        self._fd = fd
+        self.name = name  # as io.FileIO's: the path it was opened with
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def readinto(self, buffer):
+        return os.readv(self._fd, [buffer])
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        return os.lseek(self._fd, offset, whence)
+
+    def tell(self):
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
+
+    def fileno(self):
+        return self._fd
+
+    def close(self):
+        if not self.closed:
+            try:
+                os.close(self._fd)
+            finally:
+                super().close()
+
+
+def open_file(file):
+    """``file`` opened for Pillow: one open and one fstat, the fewest metadata
+    operations that can tell an image file from what cannot be one (a stat
+    before the open would be a third). Refuses what is not a regular file
+    (reading a FIFO would block forever, whatever the analysis: the open
+    does not block, O_NONBLOCK) and an empty file. A broken link raises
+    FileNotFoundError."""
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise MeasureError("not a regular file: point the input at image files only")
+        if st.st_size == 0:
+            raise MeasureError("empty file (0 bytes): copy the image again from its source")
+        return io.BufferedReader(_FdReader(fd, file))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_image(file):
+    """(image, its file): Pillow's image of ``file`` read through open_file;
+    the caller closes both (the file after the image)."""
+    fp = open_file(file)
+    try:
+        image = Image.open(fp)
+    except BaseException:
+        fp.close()
+        raise
+    image.filename = file  # as Image.open(path) sets it: an analysis may read it
+    return image, fp
 
 
 def failure(error):
@@ -264,14 +324,13 @@ class Analysis:
         row = {"path": path, "class": os.path.basename(os.path.dirname(os.path.abspath(file)))}
         values, error, note = None, "", ""
         try:
-            check_file(file)
-            image = Image.open(file)
+            image, fp = open_image(file)
         except MeasureError as e:
             error = str(e)
         except Exception as e:  # any reader failure must become a row, not a crash
             error = explain(e)
         else:
-            with image:  # images the function returns are saved while the file is open
+            with fp, image:  # images the function returns are saved while the file is open
                 try:
                     values, note = row_values(self.function(image), save_image)
                 except ResultError as e:

@@ -165,12 +165,15 @@ def _arrays(sizes, mtimes):
     return np.frombuffer(sizes, dtype=np.int64), np.frombuffer(mtimes, dtype=np.int64)
 
 
-def _scan(folder, rel, wanted):
+def _scan(folder, rel, wanted, stat=True):
     """One folder: its images (paths, sizes, mtimes), its real subfolders
     [(path, rel, (dev, inode))] and its folder links [(path, rel)].
 
     scandir on an open descriptor: each stat then resolves only the file's
-    name within the folder, not its whole path (a sixth of a walk's time)."""
+    name within the folder, not its whole path (a sixth of a walk's time).
+    The listing says which entries are folders (d_type): no stat for that.
+    ``stat`` False: the images' names only, in listing order, to be stat'ed
+    by _stat_names (sizes and mtimes then empty)."""
     paths, sizes, mtimes, subfolders, links = [], array("q"), array("q"), [], []
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -184,24 +187,63 @@ def _scan(folder, rel, wanted):
                         st = d.stat(follow_symlinks=False)
                         subfolders.append((os.path.join(folder, name), rel + name + os.sep, (st.st_dev, st.st_ino)))
                 elif name.lower().endswith(wanted):
-                    try:
-                        st = d.stat()
-                    except OSError:  # a broken link: measured, it becomes an error row
-                        st = d.stat(follow_symlinks=False)
+                    if stat:
+                        try:
+                            st = d.stat()
+                        except OSError:  # a broken link: measured, it becomes an error row
+                            st = d.stat(follow_symlinks=False)
+                        sizes.append(st.st_size)
+                        mtimes.append(st.st_mtime_ns)
                     paths.append(rel + name)
-                    sizes.append(st.st_size)
-                    mtimes.append(st.st_mtime_ns)
     finally:
         os.close(fd)
     return paths, sizes, mtimes, subfolders, links
 
 
-# Folders scanned at once on a network filesystem. A stat runs without the
+def _stat_names(folder, rel, paths):
+    """Sizes and mtimes of images ``paths`` (rel + name) of ``folder``, in
+    that order: one stat each, a broken link's own."""
+    sizes, mtimes = array("q"), array("q")
+    skip = len(rel)
+    for path in paths:
+        file = os.path.join(folder, path[skip:])
+        try:
+            st = os.stat(file)
+        except OSError:  # a broken link: measured, it becomes an error row
+            st = os.lstat(file)
+        sizes.append(st.st_size)
+        mtimes.append(st.st_mtime_ns)
+    return sizes, mtimes
+
+
+# Threads of the walk on a network filesystem. A stat runs without the
 # GIL, so threads overlap the stats' waits: on Lustre or NFS each one waits
 # on the network. On a local disk the walk is CPU-bound and threads only
 # fight for the GIL, each stat's return waiting for it: 999,000 files here
-# took 4.6 to 4.9 s with one thread, 5.7 s with 2 and 8.0 s with 4.
-WALK_THREADS = 4
+# took 4.6 to 4.9 s with one thread, 5.7 s with 2 and 8.0 s with 4. Eight:
+# a Lustre client keeps 8 metadata requests in flight per server by
+# default, so more gain little. Behind the benchmark's layer delaying each
+# stat by 0.5 ms, 27,000 images took 16.5 s with one thread (13.5 s of
+# it the stats), 4.3 s with 4 and 2.5 s with 8.
+WALK_THREADS = 8
+# With threads, a folder's images are stat'ed in chunks of this many, each
+# by whichever thread is free, in listing order (Lustre prefetches the
+# attributes of a folder's entries stat'ed in that order): a tree of a few
+# big folders keeps every thread busy, not one per folder.
+STAT_CHUNK = 512
+
+
+def walk_threads(root):
+    """Threads for the walk of ``root``: WALK_THREADS on a network
+    filesystem, else 1; IMAGESTATS_WALK_THREADS (a number) overrides it,
+    for a filesystem the mount table misjudges (and for the benchmark's
+    delaying layer, which a local disk's mount table cannot show)."""
+    forced = os.environ.get("IMAGESTATS_WALK_THREADS", "").strip()
+    if forced.isdigit() and int(forced) > 0:
+        return int(forced)
+    from .storage import on_network_filesystem  # here, not above: every shard process imports this module
+
+    return WALK_THREADS if on_network_filesystem(root) else 1
 
 
 class _InThisThread:
@@ -228,8 +270,6 @@ class _InThisThread:
 def _from_folder(input_dir, extensions, workdir):
     from concurrent.futures import ThreadPoolExecutor
 
-    from .storage import on_network_filesystem  # here, not above: every shard process imports this module
-
     root = os.path.abspath(os.path.join(workdir, input_dir))
     if not os.path.isdir(root):
         raise ConfigError(
@@ -246,9 +286,11 @@ def _from_folder(input_dir, extensions, workdir):
     st = os.stat(root)
     walked = {(st.st_dev, st.st_ino): "."}
     links = []
-    threads = WALK_THREADS if on_network_filesystem(root) else 1
+    threads = walk_threads(root)
+    deferred = threads > 1  # list in one task, stat in chunks in others
+    stats = []  # (position in paths, future of (sizes, mtimes)) of deferred stats
     with ThreadPoolExecutor(threads) if threads > 1 else _InThisThread() as pool:
-        pending = [(root, pool.submit(_scan, root, "", wanted))]
+        pending = [(root, "", pool.submit(_scan, root, "", wanted, not deferred))]
         while pending or links:
             if not pending:
                 link, rel = links.pop()
@@ -265,9 +307,9 @@ def _from_folder(input_dir, extensions, workdir):
                     )
                     continue
                 walked[key] = name
-                pending.append((link, pool.submit(_scan, link, rel, wanted)))
+                pending.append((link, rel, pool.submit(_scan, link, rel, wanted, not deferred)))
                 continue
-            folder, future = pending.pop()
+            folder, folder_rel, future = pending.pop()
             try:
                 found, found_sizes, found_mtimes, subfolders, found_links = future.result()
             except OSError as e:
@@ -276,13 +318,29 @@ def _from_folder(input_dir, extensions, workdir):
                     "or move it out of input_dir"
                 ) from None
             folders += bool(found)
+            if deferred:
+                for start in range(0, len(found), STAT_CHUNK):
+                    chunk = found[start : start + STAT_CHUNK]
+                    stats.append((len(paths) + start, pool.submit(_stat_names, folder, folder_rel, chunk)))
             paths += found
             sizes += found_sizes
             mtimes += found_mtimes
             links += found_links
             for path, rel, key in subfolders:
                 walked[key] = rel.rstrip(os.sep)
-                pending.append((path, pool.submit(_scan, path, rel, wanted)))
+                pending.append((path, rel, pool.submit(_scan, path, rel, wanted, not deferred)))
+        if deferred:
+            sizes, mtimes = array("q", bytes(8 * len(paths))), array("q", bytes(8 * len(paths)))
+            for start, future in stats:
+                try:
+                    found_sizes, found_mtimes = future.result()
+                except OSError as e:
+                    raise ConfigError(
+                        f"cannot stat '{e.filename}' ({e.strerror}): fix its permissions or move it "
+                        "out of input_dir"
+                    ) from None
+                sizes[start : start + len(found_sizes)] = found_sizes
+                mtimes[start : start + len(found_mtimes)] = found_mtimes
     source = f"input_dir {input_dir} (searched recursively for {', '.join(extensions)})"
     return Images(source, root, paths, *_arrays(sizes, mtimes), warnings, folders)
 

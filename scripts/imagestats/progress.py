@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 
+from .metamarks import own_code
 from .table import count_errors
 
 
@@ -146,6 +147,10 @@ class ProgressMonitor:
             return text
 
     def _run(self):
+        with own_code():  # a thread of the main Snakemake process: its operations are the workflow's
+            self._watch()
+
+    def _watch(self):
         try:
             self.update()
             while not self._stop.wait(self.interval):

@@ -143,9 +143,9 @@ NETWORK_FILESYSTEMS = {"nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3"
                        "panfs", "wekafs", "afs", "orangefs", "pvfs2", "9p"}  # fmt: skip
 
 
-def on_network_filesystem(path, mounts="/proc/mounts"):
-    """Whether ``path`` lies on a network filesystem, by the mount table
-    (False where it cannot be read)."""
+def filesystem_kind(path, mounts="/proc/mounts"):
+    """(type, mount point) of the filesystem ``path`` lies on, by the mount
+    table; the type is None where it cannot be read."""
     mount = _mount_point(path)
     kind = None
     try:
@@ -155,8 +155,67 @@ def on_network_filesystem(path, mounts="/proc/mounts"):
                 if len(parts) > 2 and parts[1] == mount:
                     kind = parts[2]  # the last mount on a point is the one seen
     except OSError:
-        return False
+        pass
+    return kind, mount
+
+
+def is_network(kind):
     return kind is not None and (kind in NETWORK_FILESYSTEMS or kind.startswith("fuse."))
+
+
+def on_network_filesystem(path, mounts="/proc/mounts"):
+    """Whether ``path`` lies on a network filesystem, by the mount table
+    (False where it cannot be read)."""
+    return is_network(filesystem_kind(path, mounts)[0])
+
+
+# What a metadata operation costs on a network filesystem: Lustre, one
+# client thread (mdtest and vendors' reports): a create 0.9-2 ms, a stat
+# about 0.5 ms (2,000/s); NFS is of the same order. A local disk: ~2 us.
+CREATE_SECONDS = 0.0015
+STAT_SECONDS = 0.0005
+
+
+def metadata_notes(results, images_root, due_images, per_image_files, measuring_seconds, transformed=0,
+                   mounts="/proc/mounts", walk_threads=4):  # fmt: skip
+    """Lines for the storage plan when the results or the images lie on a
+    network filesystem: what the per-image files (and transformed images)
+    cost the metadata server, what reading the images costs (an open and a
+    stat each), beside the measuring the run expects (``measuring_seconds``
+    of CPU); and the advice to drop the per-image files when they cost more
+    than the measuring. Empty on a local disk."""
+    notes = []
+    kind, mount = filesystem_kind(results, mounts)
+    if is_network(kind) and due_images:
+        files = due_images * (int(bool(per_image_files)) + transformed)
+        create = files * CREATE_SECONDS
+        if files:
+            notes.append(
+                f"metadata: {kind} at {mount}: the {files:,} per-image files cost ~{_duration(create)} of "
+                f"metadata-server time (~{CREATE_SECONDS * 1000:g} ms per create), beside ~{_duration(measuring_seconds)} "
+                "of measuring"
+            )
+            if per_image_files and due_images * CREATE_SECONDS > measuring_seconds:
+                notes.append(
+                    "metadata: the per-image files cost more than the measuring: set per_image_files: false "
+                    "in the config (the shard tables and stats.csv hold the same rows)"
+                )
+    kind, mount = filesystem_kind(images_root, mounts) if images_root else (None, None)
+    if is_network(kind) and due_images:
+        notes.append(
+            f"metadata: the images are on {kind} at {mount}: planning stats each (~{_duration(due_images * STAT_SECONDS / walk_threads)} "
+            f"with {walk_threads} threads, every run), measuring opens and stats each (~{_duration(due_images * 2 * STAT_SECONDS)} "
+            "of round trips, spread over the shard jobs)"
+        )
+    return notes
+
+
+def _duration(seconds):
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _run(cmd, ok=(0,)):
@@ -226,9 +285,12 @@ def disk_quota(folder, user):
     return None
 
 
-def storage_plan(folder, due_images, due_shards, per_image_files, image_folders=0, transformed=None):
+def storage_plan(folder, due_images, due_shards, per_image_files, image_folders=0, transformed=None,
+                 images_root=None, measuring_seconds=0.0, mounts="/proc/mounts"):  # fmt: skip
     """``transformed``: {column: estimated PNG bytes per image} of the images
-    the analysis returns (imagestats.analysis.Analysis.probe)."""
+    the analysis returns (imagestats.analysis.Analysis.probe);
+    ``images_root``, ``measuring_seconds``: where the images are and the
+    CPU seconds measuring them takes (for metadata_notes)."""
     transformed = transformed or {}
     files, size = estimate(folder, due_images, due_shards, per_image_files, image_folders=image_folders,
                            transformed=transformed.values())  # fmt: skip
@@ -238,6 +300,8 @@ def storage_plan(folder, due_images, due_shards, per_image_files, image_folders=
             f"of which {due_images:,} PNG images of column {column} under results/transformed/{column}/, "
             f"~{_size(png)} each"
         )
+    plan.notes.extend(metadata_notes(folder, images_root, due_images, per_image_files, measuring_seconds,
+                                     len(transformed), mounts))  # fmt: skip
     room = filesystem_room(folder)
     if room is not None:
         plan.rooms.append(room)

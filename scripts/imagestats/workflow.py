@@ -18,6 +18,7 @@ import threading
 import time
 
 from . import analysis, command, journal, pool, resources, snakemake_internals, storage
+from .metamarks import own_code, running
 from .names import escape
 from .plan import (
     ConfigError,
@@ -30,6 +31,7 @@ from .plan import (
 )
 from .progress import ProgressMonitor
 from .slurm import SHARD_RULE, Job, live_jobs_of_workdir, make_slurm_plan
+from .version import banner
 
 # Where things go, relative to the working directory: one place for the
 # folder layout (the Snakefile's rules use these too).
@@ -60,6 +62,15 @@ def config_file(workflow):
 
 def schema_file(workflow):
     return os.path.join(workflow.basedir, SCHEMA_FILE)
+
+
+def start_banner(workflow, out=None):
+    """The version, first thing in the terminal of every run (dry runs and
+    --report too), so a pasted terminal says which workflow made it. Only in
+    the main process, like the plan lines: a Slurm job parses the Snakefile
+    again and its log starts with Snakemake's job lines, not this."""
+    if workflow.is_main_process:
+        print(banner(), file=out or sys.stderr)
 
 
 def read_booleans(config):
@@ -224,15 +235,24 @@ class WorkflowPlan:
         if self._checked:
             return
         self._checked = True
+        with own_code():
+            self._check_plans()
+
+    def _check_plans(self):
         due = snakemake_internals.needrun_jobs(self.workflow)
         due_shards = [job for job in due if job.rule.name == SHARD_RULE]
         due_images = sum(self.plan.shards[job.wildcards_dict["shard"]].images for job in due_shards)
         folders = self.plan.selection.folder_count() if due_images else 0
         due_bytes = sum(self.plan.shards[job.wildcards_dict["shard"]].bytes for job in due_shards)
         transformed = self._probe(due_bytes / due_images) if due_images else {}
+        if self._seconds_per_image() is None:
+            measuring = due_images * resources.SECONDS_PER_IMAGE + due_bytes / 1e6 * resources.SECONDS_PER_MB
+        else:
+            measuring = due_images * self._seconds_per_image()
         report = storage.storage_plan(
-            ".", due_images, len(due_shards), self.config["per_image_files"], folders, transformed
-        )
+            ".", due_images, len(due_shards), self.config["per_image_files"], folders, transformed,
+            images_root=self.plan.root, measuring_seconds=measuring,
+        )  # fmt: skip
         print(report.describe(), file=sys.stderr)
         if report.verdict():
             raise PlanError(report.verdict())
@@ -308,23 +328,27 @@ class WorkflowPlan:
         """Holding Snakemake's lock, before the first job: the index the jobs
         read, no stale lists, and the progress line."""
         self._started = time.time()
-        write_index(self.plan, PLAN_DIR)
-        remove_stale_lists(self.plan, PLAN_DIR)
-        shards = {name: s.images for name, s in self.plan.shards.items()}
-        lists = {name: s.list_name for name, s in self.plan.shards.items()}
-        self.progress = ProgressMonitor(shards, PLAN_DIR, TABLE_DIR, lists=lists).start()
+        running()
+        with own_code():
+            write_index(self.plan, PLAN_DIR)
+            remove_stale_lists(self.plan, PLAN_DIR)
+            shards = {name: s.images for name, s in self.plan.shards.items()}
+            lists = {name: s.list_name for name, s in self.plan.shards.items()}
+            self.progress = ProgressMonitor(shards, PLAN_DIR, TABLE_DIR, lists=lists).start()
         if self.slurm is not None:
             harden_slurm_run(self.workflow)
 
     def onsuccess(self):
-        self._stop_progress()
-        forget_vanished_shards(self.plan)
+        with own_code():
+            self._stop_progress()
+            forget_vanished_shards(self.plan)
         before_exit()
 
     def onerror(self):
-        self._stop_progress()
-        for line in failed_shards(self._started):
-            print(line, file=sys.stderr)
+        with own_code():
+            self._stop_progress()
+            for line in failed_shards(self._started):
+                print(line, file=sys.stderr)
         before_exit()
 
     def _stop_progress(self):
@@ -378,6 +402,11 @@ def install_stop_handlers():
 
 
 def plan_for_workflow(workflow, config, chosen=None):
+    with own_code():
+        return _plan_for_workflow(workflow, config, chosen)
+
+
+def _plan_for_workflow(workflow, config, chosen):
     slurm = slurm_settings(workflow)
     if not workflow.is_main_process:
         return WorkflowPlan(workflow, config, Plan.from_index(read_plan_index(PLAN_DIR)), slurm, chosen)
