@@ -64,7 +64,7 @@ def end_status_sleep_at_shutdown(workflow):
 #
 # What follows touches the Slurm executor plugin (2.8.0) and Snakemake's
 # RemoteExecutor where they leave jobs running or a run waiting forever (see
-# the README's "When the head dies or Slurm hiccups"). Each returns whether it
+# docs/slurm.md, "Faults and recovery"). Each returns whether it
 # applied; tests/test_snakemake_internals.py checks every name it relies on.
 
 

@@ -360,8 +360,8 @@ def harden_slurm_run(workflow):
     """On the Snakemake of a Slurm run (the head; onstart runs there only,
     holding the lock, after the executor exists and before any submission):
     interrupts leave no job behind, and Slurm's hiccups neither hang nor
-    stop the run. See snakemake_internals for how, and the README's "When
-    the head dies or Slurm hiccups"."""
+    stop the run. See snakemake_internals for how, and docs/slurm.md,
+    "Faults and recovery"."""
     if snakemake_internals.slurm_executor(workflow) is None:
         return False  # a Slurm profile run with another executor: nothing to do
     snakemake_internals.retry_sbatch_while_the_controller_is_down(workflow)
@@ -381,16 +381,15 @@ def install_stop_handlers():
     and its lock.
 
     A signal the user chose to ignore stays ignored: `nohup snakemake ...`
-    ignores SIGHUP so that the run outlives the session. The first signal
-    raises KeyboardInterrupt in the main thread (where Snakemake's scheduler
-    runs and catches it); later ones are ignored, so a second Ctrl-C does not
-    cut the cancelling and unlocking short."""
+    ignores SIGHUP so that the run outlives the session. Each signal raises
+    KeyboardInterrupt in the main thread, where Snakemake's scheduler runs
+    and catches it; every one does, since Snakemake swallows one that lands
+    while it writes a log line. Once the cancelling has begun, further
+    signals are ignored (snakemake_internals.cancel_every_job_on_interrupt),
+    so a second Ctrl-C does not cut it or the unlocking short."""
     import signal
 
     def stop(signum, frame):
-        for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(other) is stop:
-                signal.signal(other, signal.SIG_IGN)
         raise KeyboardInterrupt(f"{signal.Signals(signum).name}: cancelling the run's Slurm jobs")
 
     installed = []
