@@ -108,3 +108,45 @@ def test_nothing_due_submits_nothing():
     plan = make_slurm_plan(summary(), [], 8, "acct", None, AFTER, live=lambda a: [Limit(1, "x", 0)])
     assert plan.fits and plan.most_in_flight == 0
     assert "Slurm jobs due     0" in plan.describe()
+
+
+def earlier_jobs():
+    from imagestats.slurm import LiveJob
+
+    return [
+        LiveJob("101", "run-a", "rule_image_stats_wildcards_shard-0", "RUNNING"),
+        LiveJob("102", "run-a", "rule_image_stats_wildcards_shard-1", "PENDING"),
+    ]
+
+
+def test_live_jobs_of_an_earlier_run_stop_the_run_naming_them_and_what_to_do():
+    limits = [Limit(8, "MaxSubmitJobs of user u in account acct", 2)]
+    plan = make_slurm_plan(summary(), due(4), 8, "acct", None, AFTER, live=lambda a: limits,
+                           earlier=earlier_jobs())  # fmt: skip
+    assert not plan.fits
+    verdict = plan.verdict()
+    assert verdict.startswith("STOPPED: 2 Slurm job(s) of an earlier run in this folder")
+    assert "101 (image_stats shard-0, RUNNING), 102 (image_stats shard-1, PENDING)" in verdict
+    assert "`squeue -j 101,102`" in verdict and "`scancel 101 102`" in verdict
+    assert "rerun the same command" in verdict and verdict.endswith("Nothing was submitted.")
+    # they are this folder's own jobs, not somebody else's against the limit
+    assert plan.limits[0].queued == 0 and plan.headroom == 8
+    assert "not counting the 2 of this folder's earlier run" in plan.describe()
+
+
+def test_live_jobs_are_this_folder_s_snakemake_jobs_only(tmp_path):
+    from imagestats.slurm import live_jobs_of_workdir
+
+    other = tmp_path.parent
+    lines = [
+        f"101|run-a|RUNNING|{tmp_path}|rule_image_stats_wildcards_shard-0",
+        f"102|run-a|PENDING|{tmp_path}/|rule_image_stats_wildcards_shard-1",
+        f"103|run-b|RUNNING|{other}|rule_image_stats_wildcards_shard-0",  # another folder
+        f"104|head|RUNNING|{tmp_path}|",  # a head job running snakemake here
+        f"105|mine|RUNNING|{tmp_path}|my own comment",
+    ]
+    calls = []
+    found = live_jobs_of_workdir(str(tmp_path), run=lambda cmd: calls.append(cmd) or "\n".join(lines) + "\n")
+    assert [job.job_id for job in found] == ["101", "102"]
+    assert calls[0][:2] == ["squeue", "--me"]
+    assert live_jobs_of_workdir(str(tmp_path), run=lambda cmd: None) is None

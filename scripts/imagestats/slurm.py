@@ -8,6 +8,10 @@ a partial run, a cancelled job or a changed image) once Snakemake knows
 them, before anything is submitted, dry runs included. Limits are read live
 with `sacctmgr`, jobs already queued with `squeue`; where they do not
 answer, the limit configured in the profile is used.
+
+Before that, it looks for live Slurm jobs of an earlier run of this working
+directory (see live_jobs_of_workdir) and, if there are any, stops before
+submitting anything, naming them and what to do.
 """
 
 import getpass
@@ -25,6 +29,21 @@ class Limit:
     value: int
     what: str  # e.g. "MaxSubmitJobs of user root in account comet_abc123"
     queued: int  # jobs already counted against it
+
+
+@dataclass
+class LiveJob:
+    """A queued or running Slurm job that a Snakemake run of this working
+    directory submitted (squeue: its work dir and the plugin's comment)."""
+
+    job_id: str
+    run: str  # the job name: the submitting run's id (the plugin's run uuid)
+    comment: str  # the plugin's rule_<rule>[_wildcards_<values>]
+    state: str
+
+    @property
+    def what(self):
+        return self.comment.removeprefix("rule_").replace("_wildcards_", " ", 1)
 
 
 @dataclass
@@ -52,6 +71,7 @@ class SlurmPlan:
     limits: list = field(default_factory=list)
     source: str = ""  # where the limits come from
     notes: list = field(default_factory=list)
+    earlier: list = field(default_factory=list)  # LiveJob of an earlier run of this folder
 
     @property
     def shard_jobs(self):
@@ -81,7 +101,7 @@ class SlurmPlan:
 
     @property
     def fits(self):
-        return self.headroom is None or self.most_in_flight <= self.headroom
+        return not self.earlier and (self.headroom is None or self.most_in_flight <= self.headroom)
 
     def describe(self, profile_hint="profiles/comet/config.yaml"):
         shard_jobs = self.shard_jobs
@@ -108,6 +128,7 @@ class SlurmPlan:
             for limit in self.limits:
                 lines.append(
                     f"  submit limit       {limit.value:,} = {limit.what}; {limit.queued:,} already queued"
+                    + (f" (not counting the {len(self.earlier)} of this folder's earlier run)" if self.earlier else "")
                 )
         else:
             lines.append("  submit limit       unknown (sacctmgr did not answer, no slurm_submit_limit set)")
@@ -117,6 +138,8 @@ class SlurmPlan:
         return "\n".join(lines)
 
     def verdict(self, profile_hint="profiles/comet/config.yaml"):
+        if self.earlier:
+            return earlier_jobs_verdict(self.earlier)
         if self.headroom is None:
             return "unchecked: no submit limit known"
         if self.fits:
@@ -132,6 +155,33 @@ class SlurmPlan:
             + (", or wait for your queued jobs to finish" if any(lim.queued for lim in self.limits) else "")
             + ". Nothing was submitted."
         )
+
+
+def earlier_jobs_verdict(earlier):
+    """Why a run stops when Slurm jobs of an earlier run of its folder still
+    live, and what to do.
+
+    Stop, not take over: Snakemake watches only the jobs it submitted itself
+    (it asks Slurm for its own run id) and has no way to adopt another run's
+    jobs, so a run that went on would submit their shards again: two live
+    jobs per shard (the shard lock makes the second wait, but it holds a
+    slot and its cores, and counts against the submit limit). Waiting for
+    them inside this run would mean a second, home-made job monitor. The
+    jobs themselves lose nothing: each journals its rows, and the rerun
+    after they end (or are cancelled) reuses every image they measured."""
+    ids = [job.job_id for job in earlier]
+    shown = ", ".join(f"{job.job_id} ({job.what}, {job.state})" for job in earlier[:10])
+    more = f" and {len(earlier) - 10} more" if len(earlier) > 10 else ""
+    runs = sorted({job.run for job in earlier})
+    return (
+        f"STOPPED: {len(earlier)} Slurm job(s) of an earlier run in this folder are still queued or "
+        f"running: {shown}{more} (run id {', '.join(runs)}). Snakemake cannot take over jobs it did not "
+        "submit, so this run would submit their shards again. Either wait for them to end "
+        f"(`squeue -j {','.join(ids)}` lists those still there) or cancel them (`scancel {' '.join(ids)}`), "
+        "then rerun the same command: it reuses every image they measured. If the Snakemake that "
+        "submitted them still runs (another terminal, a head job), let it finish instead. "
+        "Nothing was submitted."
+    )
 
 
 def _span(values):
@@ -168,6 +218,12 @@ def suggestion(images, total_mb, shard_jobs, images_per_job, mb_per_job):
     )
 
 
+def _without(limit, earlier):
+    """``limit`` with the earlier run's jobs taken out of its queued count:
+    they are this folder's own, and the run stops for them anyway."""
+    return Limit(limit.value, limit.what, max(0, limit.queued - len(earlier)))
+
+
 def _run(cmd, timeout=10):
     """stdout of a Slurm command, or None where it is missing or fails."""
     try:
@@ -187,6 +243,37 @@ def _count_queued(args):
     array element counts one each (squeue -r lists them one per line)."""
     out = _run(["squeue", "-h", "-r", "-t", "PD,R,S,CF,CG,RQ,RH", "-o", "%i", *args])
     return None if out is None else len(out.split())
+
+
+# Job states that are not over yet (as _count_queued counts them).
+LIVE_STATES = "PD,R,S,CF,CG,RQ,RH,RS,SI,SO,ST"
+
+
+def live_jobs_of_workdir(workdir, run=None):
+    """Your queued or running Slurm jobs that a Snakemake run of ``workdir``
+    submitted, or None if squeue does not answer.
+
+    The Slurm executor plugin submits every job with ``-D <workdir>`` (its
+    work dir, squeue's %Z), ``--job-name <run uuid>`` (%j) and
+    ``--comment rule_<rule>_wildcards_<values>`` (%k, ``group_...`` for
+    group jobs): a job with this folder as work dir and such a comment is a
+    job of a run of this folder. Anything else (your other work, a head job
+    running snakemake here, which has no such comment) is not."""
+    out = (run or _run)(["squeue", "--me", "-h", "-t", LIVE_STATES, "-o", "%i|%j|%T|%Z|%k"])
+    if out is None:
+        return None
+    here = os.path.realpath(workdir)
+    found = []
+    for line in out.splitlines():
+        parts = line.split("|", 4)
+        if len(parts) != 5:
+            continue
+        job_id, name, state, folder, comment = (p.strip() for p in parts)
+        if not comment.startswith(("rule_", "group_")) or not folder:
+            continue
+        if os.path.realpath(folder) == here:
+            found.append(LiveJob(job_id, name, comment, state))
+    return found
 
 
 def live_limits(account, user=None):
@@ -228,9 +315,12 @@ def live_limits(account, user=None):
 
 
 def make_slurm_plan(summary, due, jobs, account, configured_limit, local_rules=(),
-                    live=live_limits):  # fmt: skip
+                    live=live_limits, earlier=()):  # fmt: skip
     """The plan for a run of the shards in ``summary`` (a plan.Plan) that
-    submits the Slurm jobs ``due`` (Job), with ``local_rules`` after them."""
+    submits the Slurm jobs ``due`` (Job), with ``local_rules`` after them.
+    ``earlier``: live Slurm jobs of an earlier run of this folder (LiveJob):
+    the run stops for them, and they do not count as somebody else's
+    queued jobs against the limits."""
     sizes = [shard.images for shard in summary.shards.values()] or [0]
     plan = SlurmPlan(
         images=summary.images,
@@ -243,16 +333,17 @@ def make_slurm_plan(summary, due, jobs, account, configured_limit, local_rules=(
         jobs=jobs,
         account=account,
         local_rules=tuple(local_rules),
+        earlier=list(earlier),
     )
     found = live(account) if account else None
     if found is not None:
-        plan.limits = found
+        plan.limits = [_without(limit, plan.earlier) for limit in found]
         plan.source = "sacctmgr and squeue (live)"
         if not found:
             plan.source += ": no MaxSubmitJobs / GrpSubmitJobs set for you"
     elif configured_limit is not None:
         queued = _count_queued(["-u", getpass.getuser()])
-        plan.limits = [Limit(configured_limit, "slurm_submit_limit in the profile", queued or 0)]
+        plan.limits = [_without(Limit(configured_limit, "slurm_submit_limit in the profile", queued or 0), plan.earlier)]
         plan.source = "the profile's slurm_submit_limit (sacctmgr did not answer)"
     else:
         plan.source = "nowhere: set resources: slurm_submit_limit=N in the profile"

@@ -30,7 +30,7 @@ from .plan import (
     write_lists,
 )
 from .progress import ProgressMonitor
-from .slurm import SHARD_RULE, Job, make_slurm_plan
+from .slurm import SHARD_RULE, Job, live_jobs_of_workdir, make_slurm_plan
 from .version import banner
 
 # Where things go, relative to the working directory: one place for the
@@ -309,11 +309,17 @@ class WorkflowPlan:
             res = job.resources
             jobs.append(Job(rule.name, job.threads, res.get("runtime", 0), res.get("mem_mb", 0)))
         after = [r.name for r in self.workflow.rules if r.name in here and not r.norun]
+        # Live jobs of an earlier run of this folder (its Snakemake was
+        # killed or lost its session): this run stops for them (see
+        # slurm.earlier_jobs_verdict); a dry run only shows them, being the
+        # way to look at a folder whose jobs still run.
+        earlier = (live_jobs_of_workdir(".") or []) if jobs else []
         slurm_plan = make_slurm_plan(
-            self.plan, jobs, self.workflow.resource_settings.nodes or 1, account, limit, after
-        )
+            self.plan, jobs, self.workflow.resource_settings.nodes or 1, account, limit, after,
+            earlier=earlier,
+        )  # fmt: skip
         print(slurm_plan.describe(), file=sys.stderr)
-        if not slurm_plan.fits:
+        if not slurm_plan.fits and not (earlier and self.workflow.dryrun):
             raise PlanError(slurm_plan.verdict())
 
     # --------------------------------------------------------- hooks
@@ -329,6 +335,8 @@ class WorkflowPlan:
             shards = {name: s.images for name, s in self.plan.shards.items()}
             lists = {name: s.list_name for name, s in self.plan.shards.items()}
             self.progress = ProgressMonitor(shards, PLAN_DIR, TABLE_DIR, lists=lists).start()
+        if self.slurm is not None:
+            harden_slurm_run(self.workflow)
 
     def onsuccess(self):
         with own_code():
@@ -346,6 +354,50 @@ class WorkflowPlan:
     def _stop_progress(self):
         if self.progress is not None:
             self.progress.stop()
+
+
+def harden_slurm_run(workflow):
+    """On the Snakemake of a Slurm run (the head; onstart runs there only,
+    holding the lock, after the executor exists and before any submission):
+    interrupts leave no job behind, and Slurm's hiccups neither hang nor
+    stop the run. See snakemake_internals for how, and docs/slurm.md,
+    "Faults and recovery"."""
+    if snakemake_internals.slurm_executor(workflow) is None:
+        return False  # a Slurm profile run with another executor: nothing to do
+    snakemake_internals.retry_sbatch_while_the_controller_is_down(workflow)
+    snakemake_internals.cancel_every_job_on_interrupt(workflow)
+    snakemake_internals.keep_watching_through_failed_queries(workflow)
+    install_stop_handlers()
+    return True
+
+
+def install_stop_handlers():
+    """SIGTERM and SIGHUP (kill, a reboot, the end of a head job, an SSH
+    session that closes) do what Ctrl-C does: Snakemake's interrupt path
+    cancels the run's Slurm jobs (snakemake_internals makes that complete)
+    and releases its lock, so the same command reruns without --unlock.
+    Snakemake itself only drains on SIGTERM (waiting for jobs that the time
+    limit or the reboot then orphans) and dies on SIGHUP, leaving its jobs
+    and its lock.
+
+    A signal the user chose to ignore stays ignored: `nohup snakemake ...`
+    ignores SIGHUP so that the run outlives the session. Each signal raises
+    KeyboardInterrupt in the main thread, where Snakemake's scheduler runs
+    and catches it; every one does, since Snakemake swallows one that lands
+    while it writes a log line. Once the cancelling has begun, further
+    signals are ignored (snakemake_internals.cancel_every_job_on_interrupt),
+    so a second Ctrl-C does not cut it or the unlocking short."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name}: cancelling the run's Slurm jobs")
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, stop)
+            installed.append(signum)
+    return installed
 
 
 def plan_for_workflow(workflow, config, chosen=None):

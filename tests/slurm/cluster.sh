@@ -5,7 +5,7 @@
 # no systemd needed: every daemon is started directly with its own pid file.
 # Where Slurm versions differ the script asks `slurmctld -V` (see slurm_at_least).
 #
-# Usage: tests/slurm/cluster.sh install|up|status|limit N|down
+# Usage: tests/slurm/cluster.sh install|up|status|limit N|stop-controller|start-controller|down
 #
 #   install   apt-get install the Debian packages when any is missing: Slurm,
 #             munge, MariaDB, nftables, and Lmod (`module`, for the
@@ -14,6 +14,9 @@
 #             create account/user/partitions and root's MaxSubmitJobs limit
 #   limit N   set root's association MaxSubmitJobs to N (-1 clears it)
 #   status    show which daemons run, and sinfo; exit 1 unless all run
+#   stop-controller, start-controller
+#             stop / start slurmctld only (a controller outage, for the
+#             fault tests); running jobs go on, slurmdbd stays up
 #   down      stop the daemons by their pid files, drop the firewall table,
 #             remove the /etc/slurm config `up` wrote (the state folder keeps it)
 #
@@ -689,6 +692,14 @@ install) cmd_install ;;
 up) cmd_up ;;
 status) cmd_status ;;
 down) cmd_down ;;
+stop-controller)
+	need_root
+	stop_daemon slurmctld
+	;;
+start-controller)
+	need_root
+	ensure_daemon slurmctld
+	;;
 limit)
 	[[ $# -eq 2 ]] || usage
 	need_root
