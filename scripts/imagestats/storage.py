@@ -13,6 +13,8 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
+from .progress import format_duration
+
 # Bytes of one stats row (a table line, and a per-image file): ~300 for a
 # EuroSAT name, more for long paths and error texts.
 BYTES_PER_ROW = 330
@@ -191,8 +193,8 @@ def metadata_notes(results, images_root, due_images, per_image_files, measuring_
         create = files * CREATE_SECONDS
         if files:
             notes.append(
-                f"metadata: {kind} at {mount}: the {files:,} per-image files cost ~{_duration(create)} of "
-                f"metadata-server time (~{CREATE_SECONDS * 1000:g} ms per create), beside ~{_duration(measuring_seconds)} "
+                f"metadata: {kind} at {mount}: the {files:,} per-image files cost ~{format_duration(create)} of "
+                f"metadata-server time (~{CREATE_SECONDS * 1000:g} ms per create), beside ~{format_duration(measuring_seconds)} "
                 "of measuring"
             )
             if per_image_files and due_images * CREATE_SECONDS > measuring_seconds:
@@ -203,19 +205,11 @@ def metadata_notes(results, images_root, due_images, per_image_files, measuring_
     kind, mount = filesystem_kind(images_root, mounts) if images_root else (None, None)
     if is_network(kind) and due_images:
         notes.append(
-            f"metadata: the images are on {kind} at {mount}: planning stats each (~{_duration(due_images * STAT_SECONDS / walk_threads)} "
-            f"with {walk_threads} threads, every run), measuring opens and stats each (~{_duration(due_images * 2 * STAT_SECONDS)} "
+            f"metadata: the images are on {kind} at {mount}: planning stats each (~{format_duration(due_images * STAT_SECONDS / walk_threads)} "
+            f"with {walk_threads} threads, every run), measuring opens and stats each (~{format_duration(due_images * 2 * STAT_SECONDS)} "
             "of round trips, spread over the shard jobs)"
         )
     return notes
-
-
-def _duration(seconds):
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _run(cmd, ok=(0,)):
