@@ -402,7 +402,9 @@ def test_a_helper_process_stats_half_of_a_big_local_walk(tmp_path, monkeypatch):
     helped = find_images(cfg)
     same(helped)
     assert len(seen) == 1 and helped.hashes is not None
-    monkeypatch.setattr(plan, "_HELPER", "import sys; sys.exit(3)")  # fails: stat'ed here
+    failing = tmp_path / "failing_helper.py"
+    failing.write_text("import sys; sys.exit(3)")
+    monkeypatch.setattr(plan, "STAT_HELPER", str(failing))  # fails: stat'ed here
     same(find_images(cfg))
 
     def refused(*args, **kwargs):

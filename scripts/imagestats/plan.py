@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 
-
+from . import statwalk
 from .atomic import replaced
 from .defaults import with_defaults
 from .names import escape
@@ -213,74 +213,18 @@ def _stat_names(folder, rel, paths):
     return sizes, mtimes
 
 
-# The stats of a local walk, by folder: each folder opened once, each image
-# stat'ed by its name within it. A helper process's code, run by the walk
-# too: python -S -c HELPER reads folders (absolute, so starting with '/')
-# and names, each ended by a NUL, on stdin and writes the sizes then the
-# mtimes as native int64 on stdout; it dies on a file it cannot stat (the
-# walk then stats that part itself, to say which file and why).
-_STAT_CODE = """
-import os
-from array import array
-from hashlib import blake2b
-
-def stat_listed(items, hashed=False):
-    sizes, mtimes, digests, fd, rel = array("q"), array("q"), bytearray(), None, None
-    stat, lstat = os.stat, os.lstat
-    try:
-        for item in items:
-            if item[:1] in ("/", b"/"):
-                if fd is not None:
-                    os.close(fd)
-                    fd = None
-                fd = os.open(item, os.O_RDONLY | os.O_DIRECTORY)
-                rel = None
-                continue
-            if rel is None:  # a folder's path is followed by its rel
-                rel = item
-                continue
-            try:
-                st = stat(item, dir_fd=fd)
-            except OSError:  # a broken link: measured, it becomes an error row
-                st = lstat(item, dir_fd=fd)
-            sizes.append(st.st_size)
-            mtimes.append(st.st_mtime_ns)
-            if hashed:  # path_hashes's, of the path as bytes
-                digests += blake2b(rel + item, digest_size=8).digest()
-    finally:
-        if fd is not None:
-            os.close(fd)
-    return sizes, mtimes, digests
-"""
-exec(_STAT_CODE)
-# The helper: its items on stdin, each ended by a NUL; sizes, mtimes (native
-# int64) and, with argument 1, the paths' hashes (path_hashes's) on stdout.
-# It reads all of stdin at once (the walk's write then returns at once) and
-# splits it a megabyte at a time (its peak: ~40 MB for half a million names).
-_HELPER = _STAT_CODE + """
-import sys
-
-def items(data, step=1 << 20):
-    start = 0
-    while start < len(data):
-        end = data.find(b"\\0", start + step) + 1 or len(data)
-        yield from data[start:end].split(b"\\0")[:-1]
-        start = end
-
-out = stat_listed(items(sys.stdin.buffer.read()), sys.argv[1:] == ["1"])
-for part in out:
-    sys.stdout.buffer.write(part)
-"""
 # On a local disk the walk is CPU-bound, nearly all of it the stats (a
 # million here: the listing 0.45 s, the stats 3.2 s, 3 us each): from this
 # many images on, with two CPUs, a helper process stats (and hashes) the
 # second half of them on the other CPU while the walk does the first (the
 # helper costs ~30 ms to start and ~0.1 s per million names to hand over).
 STAT_HELPER_MIN = 100_000
+# The helper's script (see statwalk's doc).
+STAT_HELPER = statwalk.__file__
 
 
 def _stat_items(listed, lo, hi):
-    """The items stat_listed takes for images lo..hi of ``listed``,
+    """The items statwalk.stat_listed takes for images lo..hi of ``listed``,
     [(folder, rel, paths)] in walk order: each folder, its rel, the names
     (made one by one: not half a million more strings at once)."""
     start = 0
@@ -331,13 +275,13 @@ def _stat_local(listed, paths):
 
 
 def _start_helper(items, hashed):
-    """A helper process stat'ing ``items`` (stat_listed's), or None."""
+    """A helper process stat'ing ``items`` (statwalk.stat_listed's), or None."""
     import subprocess
     import sys
 
     try:
         helper = subprocess.Popen(
-            [sys.executable, "-S", "-c", _HELPER, "1" if hashed else "0"],
+            [sys.executable, "-S", STAT_HELPER, "1" if hashed else "0"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     except OSError:
@@ -368,7 +312,7 @@ def _helper_output(helper, count, hashed):
 
 def _stat_part(listed, lo, hi):
     try:
-        return stat_listed(_stat_items(listed, lo, hi))  # noqa: F821 (defined by exec above)
+        return statwalk.stat_listed(_stat_items(listed, lo, hi))
     except OSError as e:
         raise ConfigError(
             f"cannot stat '{e.filename}' ({e.strerror}): fix its permissions or move it "
