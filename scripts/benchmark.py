@@ -17,7 +17,8 @@ image_stats=N), --skip-heavy, --skip-bands, --skip-command, --command-repeat N
 
 What it measures (local mode), on generated trees cached under --work:
   * baseline: a bare multiprocessing.Pool(--cores) computing the same numbers
-    (ImageStat on convert("L")) and writing the same outputs: one JSON file per
+    (convert("L")'s histogram summed with C builtins, restated, giving
+    ImageStat's numbers) and writing the same outputs: one JSON file per
     image (with the image file's size and mtime_ns), one CSV sorted by path
     (scripts/bench/baseline.py);
   * full runs from nothing, interleaved with the baseline, median and best of

@@ -5,14 +5,16 @@ never timings (this machine's times mean nothing in a test)."""
 import csv
 import filecmp
 import os
+from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageStat
 
 from bench import trees
 from bench.cli import parse_args
 from bench.context import Context
-from bench.local import BANDS, BANDS_POOL, COMMAND, XARGS, measure_full_runs
+from bench.baseline import greyscale_stats
+from bench.local import BANDS, BANDS_POOL, COMMAND, LIKE_FOR_LIKE, POOL, XARGS, measure_full_runs
 from bench.stall import SlurmWatch
 
 BANDS_HEADER = ["path", "class"]
@@ -66,6 +68,36 @@ def test_bands_pool_writes_the_workflows_csv_and_files(tmp_path, bands_tree):
     assert len(json_files) == images
     for rel in json_files:
         assert (pool / "images" / rel).read_bytes() == (workflow / "results" / "images" / rel).read_bytes()
+
+
+def test_brightness_pool_restates_imagestats_numbers(tmp_path, tree):
+    """The pool's own histogram arithmetic gives ImageStat's numbers: its CSV
+    and per-image files equal the workflow's, on images of several modes."""
+    Image.new("L", (8, 8), 77).save(tree / "Forest" / "grey.png")
+    Image.new("RGBA", (5, 3), (10, 200, 30, 40)).save(tree / "River" / "alpha.png")
+    Image.new("P", (4, 4), 3).save(tree / "SeaLake" / "palette.png")
+    Image.new("I;16", (6, 2), 300).save(tree / "SeaLake" / "wide.png")
+    ctx = _context(tmp_path)
+    images = len(_images(tree))
+    full = measure_full_runs(ctx, trees.Tree(str(tree), images), 1, [LIKE_FOR_LIKE], POOL)
+    (wf,) = full.workflows
+    assert wf.identical, wf.verification
+    pool = tmp_path / "work" / "runs" / f"baseline-eurosat-{images}-1"
+    assert filecmp.cmp(pool / "stats.csv", Path(wf.folder) / "results" / "stats.csv", shallow=False)
+    for file in _images(tree):
+        with Image.open(file) as image:
+            stat = ImageStat.Stat(image.convert("L"))
+            histogram = image.convert("L").histogram()
+        (low, high), (mean,), (median,) = stat.extrema[0], stat.mean, stat.median
+        assert greyscale_stats(histogram) == (low, high, mean, median), file
+
+
+def test_greyscale_stats_of_uneven_histograms():
+    """Histograms no generated image has: one bin, the two ends, an even split."""
+    for histogram in ([0] * 255 + [9], [5] + [0] * 255, [1] * 256, [2] + [0] * 254 + [2], [0, 3, 0, 1] * 64):
+        stat = ImageStat.Stat(histogram)
+        expected = (stat.extrema[0][0], stat.extrema[0][1], stat.mean[0], stat.median[0])
+        assert greyscale_stats(histogram) == expected, histogram
 
 
 def test_bands_pool_without_per_image_files(tmp_path, tree):
