@@ -46,8 +46,10 @@ What it measures (local mode), on generated trees cached under --work:
     both sides' .txt files compared (the same names, the same contents) and
     every stats.csv row's exit status checked;
   * 270,000 images (hard links to the 27,000; --skip-large to skip): dry run time
-    and memory, and full runs of both to see whether time per image stays the
-    same (linearity).
+    and memory, and full runs, --large-repeat of each, of the baseline, the
+    default target (<= 1.25x) and like for like (<= 1.15x): at this scale the
+    ratios are the workflow's cost per image and per shard job; and time per
+    image against the 27,000 (linearity).
 With --metadata: `snakemake -n` and a full run on the 27,000 images (--quick: 2,700) behind an
 LD_PRELOAD shim (scripts/bench/metacount.c, built with cc) counting stat, fstat, open, create,
 rename, unlink, readdir, mkdir and link calls under the work folder, per phase (plan, shard jobs, jobs

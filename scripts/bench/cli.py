@@ -160,8 +160,7 @@ def local_main(ctx):
     if not args.skip_large:
         tree = prepare(ctx, trees.linked(args.work, small_tree, copies=10))
         large_dry = measure_dry_run(ctx, tree, tries=2)
-        first = variants(args.targets, tree.kind)[:1]  # the default target (or --targets)
-        large = measure_full_runs(ctx, tree, args.large_repeat, first)
+        large = measure_full_runs(ctx, tree, args.large_repeat, variants(args.targets, tree.kind))
     if args.huge:
         tree = prepare(ctx, trees.linked(args.work, trees.eurosat(args.work, 1.0), copies=37))
         huge_dry = measure_dry_run(ctx, tree, tries=1)

@@ -58,7 +58,8 @@ def full_run_rows(full):
 
 
 def linearity_rows(large, small):
-    """Seconds per image at the large size against the small one, for both."""
+    """Seconds per image at the large size against the small one, for both
+    (the first variant: the default target, or --targets)."""
     rows = []
     for which in ("workflow", "baseline"):
         big = large.workflows[0].series if which == "workflow" else large.baseline
@@ -73,15 +74,6 @@ def linearity_rows(large, small):
             f"{linear:.2f}x per image",
             linear <= LINEARITY_MAX_RATIO if checked else None,
         ))  # fmt: skip
-    wf = large.workflows[0]
-    n = f"{large.tree.images:,}"
-    rows.append(Row(f"full run, {n} images: workflow / baseline",
-                    f"{wf.series.median:.1f} s / {large.baseline.median:.1f} s",
-                    "reference", f"{large.ratio(wf):.2f}x baseline", None))  # fmt: skip
-    rows.append(Row(f"full run, {n} images: outputs equal to the baseline's",
-                    "yes" if wf.identical else "NO", "identical", "", wf.identical))  # fmt: skip
-    rows.append(Row(f"full run, {n} images: shard jobs, peak memory of each", wf.shards.short(),
-                    "reference", "", None))  # fmt: skip
     return rows
 
 
@@ -110,6 +102,7 @@ def build_rows(small, dry, rerun, heavy=None, large=None, large_dry=None, huge_d
     if large_dry:
         rows += dry_run_rows(large_dry, LARGE_DRY_RUN_MAX_S, LARGE_DRY_RUN_MAX_MB)
     if large:
+        rows += full_run_rows(large)
         rows += linearity_rows(large, small)
     if huge_dry:  # no target of its own: how far the planning scales
         rows += [Row(r.measurement, r.value, "reference", "", None) for r in dry_run_rows(huge_dry, 1, 1)]
