@@ -9,8 +9,9 @@
 #                             (from stats.csv; snakemake --report report.html)
 #
 # One job measures a whole shard (up to images_per_job images or mb_per_job
-# MB of image files) with `threads` processes: a job costs 10-150 ms locally
-# and seconds on Slurm, measuring an image ~0.2 ms. The jobs after the
+# MB of image files) with `threads` processes: starting a job costs far more
+# than measuring a small image, locally and more so on Slurm (figures in
+# docs/performance.md and docs/configuration.md). The jobs after the
 # shards are local rules: on Slurm they run on the submit host as soon as
 # the last shard is seen done, instead of waiting another round of status
 # checks (and another queue wait) as Slurm jobs.
