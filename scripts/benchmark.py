@@ -12,7 +12,7 @@ Options: --repeat N, --large-repeat N, --images-per-job N, --cores N (default 2)
 --targets FILE... (default: rule all, and results/stats.csv like for like),
 --config KEY=VALUE... (more workflow config), --shard-threads N (--set-threads
 image_stats=N), --skip-heavy, --skip-bands, --skip-command, --command-repeat N
-(default 1), --huge (also a 999,000-image dry run),
+(default 1), --huge (also a 999,000-image dry run, from scratch and again: <= 6 s, <= 400 MB),
 --work DIR (default /var/tmp/imagestats-bench: generated trees, run folders, logs).
 
 What it measures (local mode), on generated trees cached under --work:

@@ -163,7 +163,7 @@ def local_main(ctx):
         large = measure_full_runs(ctx, tree, args.large_repeat, variants(args.targets, tree.kind))
     if args.huge:
         tree = prepare(ctx, trees.linked(args.work, trees.eurosat(args.work, 1.0), copies=37))
-        huge_dry = measure_dry_run(ctx, tree, tries=1)
+        huge_dry = measure_dry_run(ctx, tree, tries=1, again=True)
 
     ctx.slurm.check("end")
     ctx.empty_trash()  # after the last measurement

@@ -270,9 +270,11 @@ def measure_full_runs(ctx, tree, repeat, kinds, reference=POOL):
     return full
 
 
-def measure_dry_run(ctx, tree, tries):
+def measure_dry_run(ctx, tree, tries, again=False):
     """`snakemake -n` planning from scratch: the folder is emptied before every call,
-    since a dry run writes the plan files that a second call would find done."""
+    since a dry run writes the plan files that a second call would find done.
+    ``again``: then `snakemake -n` once more in the last folder, its lists written
+    (as ``series.again``, a Series of one run)."""
     series = Series(f"dry run, {tree.label}", tree.images)
     folder = ctx.folder("runs", f"dryrun-{tree.kind}-{tree.images}")
     for attempt in range(tries + 1):  # the first call warms up and is not counted
@@ -282,6 +284,12 @@ def measure_dry_run(ctx, tree, tries):
         if attempt:
             series.runs.append(run)
     say(f"  {series.describe()} (best of {tries} after a warm-up)")
+    series.again = None
+    if again:
+        series.again = Series(f"dry run again (plan lists written), {tree.label}", tree.images)
+        log = ctx.log(f"dryrun-{tree.kind}-{tree.images}-again")
+        series.again.runs.append(run_measured(ctx.snakemake(tree, "-n"), folder, log))
+        say(f"  {series.again.describe()}")
     return series
 
 
