@@ -28,3 +28,11 @@ def write_text(final, text):
     with replaced(final) as tmp:
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
+
+
+def remove_if_present(path):
+    """Remove a file that may already be gone (a rerun after a kill)."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -44,7 +44,7 @@ import time
 
 from . import journal, pool
 from .analysis import AnalysisError, load, save_png, version
-from .atomic import replaced
+from .atomic import remove_if_present, replaced
 from .command import CommandAnalysis, CommandError
 from .command import version as command_version
 from .lock import shard_lock
@@ -126,7 +126,7 @@ def write_in_place(file, data, name=None, make_folder=False):
             if fd >= 0:
                 os.close(fd)
             if fd >= 0 or not isinstance(e, OSError):
-                _remove(file)
+                remove_if_present(file)
             raise
         os.close(fd)
     except OSError as e:
@@ -208,21 +208,14 @@ def remove_image_files(shown, images_dir, transformed_dir):
     """The per-image file and the transformed images of an image that left
     the plan (one unlink per column folder)."""
     if images_dir is not None:
-        _remove(stats_file(images_dir, shown))
+        remove_if_present(stats_file(images_dir, shown))
     if transformed_dir is not None:
         try:
             columns = os.listdir(transformed_dir)
         except FileNotFoundError:
             return
         for column in columns:
-            _remove(transformed_file(transformed_dir, column, shown))
-
-
-def _remove(file):
-    try:
-        os.remove(file)
-    except FileNotFoundError:
-        pass
+            remove_if_present(transformed_file(transformed_dir, column, shown))
 
 
 class Measurer:

@@ -18,6 +18,7 @@ import threading
 import time
 
 from . import analysis, command, journal, pool, resources, snakemake_internals, storage
+from .atomic import remove_if_present
 from .metamarks import own_code, running
 from .names import escape
 from .plan import (
@@ -510,14 +511,7 @@ def forget_vanished_shards(plan):
     for file in files:  # a table and its CSV lines
         name, suffix = os.path.splitext(file)
         if suffix in (".jsonl", ".csv") and name not in plan.shards:
-            _remove(os.path.join(TABLE_DIR, file))
-
-
-def _remove(file):
-    try:
-        os.remove(file)
-    except FileNotFoundError:
-        pass
+            remove_if_present(os.path.join(TABLE_DIR, file))
 
 
 def slurm_settings(workflow):
