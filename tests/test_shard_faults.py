@@ -457,6 +457,39 @@ def test_sigkill_on_an_image_still_counts_and_twice_gives_the_error_row(small_tr
     assert [name for name, row in rows.items() if row["error"]] == [victim]
 
 
+def gone(pid):
+    """Whether ``pid`` has exited (a zombie nobody reaped has too)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("deaf", [False, True], ids=["handles", "stuck-in-c"])
+def test_a_shard_killed_outright_leaves_no_measuring_process_behind(small_tree, tmp_path, deaf):
+    """kill -9 or the OOM killer on the shard's main process: its measuring
+    processes, even ones stuck in a decoder, die with it instead of running
+    on unwatched; a rerun measures every image."""
+    shard = Shard(tmp_path, small_tree)
+    order = shard.order(2)
+    proc = shard.start(workers=2, hold=[order[0], order[2]], deaf=deaf)
+    pids = held(proc, 2).values()
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 60  # not a timing: only keeps a broken test from hanging
+    try:  # still held: only death can end them
+        while not all(gone(pid) for pid in pids):
+            assert time.monotonic() < deadline, f"measuring processes {list(pids)} outlived their shard"
+            time.sleep(0.05)
+    finally:
+        finish(proc)
+    shard.run(workers=2)
+    rows = shard.rows()
+    assert len(rows) == 40 and not [row for row in rows.values() if row["error"]]
+    check_numbers(shard, rows)
+
+
 def test_a_stop_while_an_image_is_measured_alone_writes_no_error_row(small_tree, tmp_path):
     """An image died on once is measured alone; a job cancelled then must
     not turn it into 'died in 2 attempts'."""

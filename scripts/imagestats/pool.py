@@ -23,12 +23,19 @@ indices)`` first notes that the process was stopped holding those images
 (for one stuck in C code, which cannot run its handler), then SIGTERM,
 then SIGKILL for what is left after ``STOP_GRACE`` seconds.
 
+A measuring process dies with the main process: if that is killed
+outright (``kill -9``, the OOM killer), the kernel sends each measuring
+process SIGKILL (Linux's parent-death signal), so none is left measuring,
+or hung in a decoder, with no one to read its rows; the journal keeps what
+they wrote, as after any kill.
+
 Why not multiprocessing or concurrent.futures: neither can stop one task
 without breaking the whole pool, and both pickle every result; here a
 result is the row's text, written to a pipe. The processes are forked after
 the analysis is imported, so nothing is imported per process or per image.
 """
 
+import ctypes
 import os
 import pickle
 import selectors
@@ -39,6 +46,11 @@ from collections import deque
 from contextlib import contextmanager
 
 _RESULT, _RAISED = b"L", b"X"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (AttributeError, OSError):  # not Linux: no parent-death signal
+    _prctl = None
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Seconds the measuring processes get to exit on SIGTERM before SIGKILL
 # (Slurm's KillWait, between its SIGTERM and SIGKILL, is 30 s by default).
@@ -117,10 +129,12 @@ class _Process:
         this, and ``mask`` is the signal mask to restore in the child."""
         tasks_r, self.tasks = os.pipe()
         self.results, results_w = os.pipe()
+        parent = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # the child never returns
             code = 4
             try:
+                _die_with(parent)
                 for fd in (self.tasks, self.results, *_OPEN):
                     os.close(fd)
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop signal pending since the fork comes now
@@ -187,6 +201,15 @@ class _Process:
         if self.tasks in _OPEN:
             _OPEN.discard(self.tasks)
             os.close(self.tasks)
+
+
+def _die_with(parent):
+    """SIGKILL for this (forked) process when ``parent`` dies; if it died
+    already, exit now."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(4)
 
 
 def _write_all(fd, data):
