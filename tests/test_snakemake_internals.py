@@ -3,10 +3,14 @@ loudly when an upgrade changes it, instead of a plan that silently counts
 wrong or a Slurm run that waits again after its last job."""
 
 import asyncio
-import os
 import inspect
+import io
+import logging
+import os
 import re
 import threading
+
+import pytest
 
 from conftest import snakemake
 import snakemake.api as _api  # noqa: F401  (imports workflow and dag in the order they need)
@@ -318,6 +322,30 @@ def test_every_stop_signal_becomes_a_keyboard_interrupt():
                 raise AssertionError("no KeyboardInterrupt")
             except KeyboardInterrupt:
                 pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def test_a_stop_signal_that_lands_in_a_snakemake_log_line_still_stops_the_run():
+    """Snakemake's log handler swallows a KeyboardInterrupt raised while it
+    writes; a SIGTERM (a reboot, the end of a head job) comes only once."""
+    from snakemake.logging import ColorizingTextHandler
+
+    from imagestats.workflow import install_stop_handlers
+
+    class SignalledStream(io.StringIO):
+        def write(self, text):
+            os.kill(os.getpid(), signal.SIGTERM)  # its handler runs here, inside Snakemake's emit
+            return super().write(text)
+
+    line = logging.LogRecord("snakemake", logging.INFO, __file__, 1, "Select jobs to execute...", None, None)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        install_stop_handlers()
+        with pytest.raises(KeyboardInterrupt):
+            ColorizingTextHandler(nocolor=True, stream=SignalledStream()).emit(line)
+            time.sleep(10)  # the run goes on: the signal must come again here
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -60,6 +60,22 @@ def end_status_sleep_at_shutdown(workflow):
     return True
 
 
+def in_snakemake_log_write(frame):
+    """Whether ``frame`` runs inside Snakemake's log handler
+    (snakemake.logging.ColorizingTextHandler.emit), which swallows a
+    KeyboardInterrupt: a stop signal raised there would be lost, and the
+    run would go on (workflow.install_stop_handlers raises it again once
+    the line is written)."""
+    from snakemake.logging import ColorizingTextHandler
+
+    emit = ColorizingTextHandler.emit.__code__
+    while frame is not None:
+        if frame.f_code is emit:
+            return True
+        frame = frame.f_back
+    return False
+
+
 # ---------------------------------------------------------------- Slurm faults
 #
 # What follows touches the Slurm executor plugin (2.8.0) and Snakemake's

@@ -372,6 +372,10 @@ def harden_slurm_run(workflow):
     return True
 
 
+# How soon a stop signal that landed in a log line is sent again.
+STOP_SIGNAL_AGAIN_SECONDS = 0.05
+
+
 def install_stop_handlers():
     """SIGTERM and SIGHUP (kill, a reboot, the end of a head job, an SSH
     session that closes) do what Ctrl-C does: Snakemake's interrupt path
@@ -384,13 +388,19 @@ def install_stop_handlers():
     A signal the user chose to ignore stays ignored: `nohup snakemake ...`
     ignores SIGHUP so that the run outlives the session. Each signal raises
     KeyboardInterrupt in the main thread, where Snakemake's scheduler runs
-    and catches it; every one does, since Snakemake swallows one that lands
-    while it writes a log line. Once the cancelling has begun, further
-    signals are ignored (snakemake_internals.cancel_every_job_on_interrupt),
-    so a second Ctrl-C does not cut it or the unlocking short."""
+    and catches it. Snakemake's log handler swallows one that lands while
+    it writes a line, and a SIGTERM or SIGHUP comes only once: such a
+    signal is sent again to the main thread as soon as the line is
+    written. Once the cancelling has begun, further signals are ignored
+    (snakemake_internals.cancel_every_job_on_interrupt), so a second Ctrl-C
+    does not cut it or the unlocking short."""
     import signal
 
     def stop(signum, frame):
+        if snakemake_internals.in_snakemake_log_write(frame):
+            again = (threading.main_thread().ident, signum)
+            threading.Timer(STOP_SIGNAL_AGAIN_SECONDS, signal.pthread_kill, again).start()
+            return
         raise KeyboardInterrupt(f"{signal.Signals(signum).name}: cancelling the run's Slurm jobs")
 
     installed = []
