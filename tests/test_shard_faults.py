@@ -531,6 +531,32 @@ def test_a_stop_signal_as_a_per_image_file_is_opened_leaves_no_empty_file(tmp_pa
     assert os.listdir(tmp_path) == []
 
 
+def test_a_stop_signal_while_a_failed_write_cleans_up_leaves_no_empty_file(tmp_path, monkeypatch):
+    """A full disk: the write fails and the file is being removed when the
+    SIGTERM comes (the shard stops its other processes, which hit the full
+    disk too): the signal waits until the file is gone."""
+    from imagestats import pool, shard as shard_module
+
+    real_close = os.close
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def close_then_signal(fd):
+        real_close(fd)
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler would run here, before the file is removed
+
+    with pool.stop_signals():
+        monkeypatch.setattr(shard_module.os, "write", full)
+        monkeypatch.setattr(shard_module.os, "close", close_then_signal)
+        try:
+            with pytest.raises(pool.Stopped):
+                shard_module.write_in_place(str(tmp_path / "a.jpg.json"), b"{}\n")
+        finally:
+            monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_process_that_dies_before_its_next_chunk_is_handed_over_is_a_death_on_its_image():
     """The main process reads a result, then hands the next chunk to a
     process that died meanwhile (EPIPE): the death is the image it died on,

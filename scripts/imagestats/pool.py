@@ -106,6 +106,17 @@ def stop_signals():
         _signalled, _quiet = None, False
 
 
+@contextmanager
+def stop_signals_held():
+    """Within: a stop signal waits, and comes (raises Stopped) at the end,
+    so that a cleanup it would cut short (a half-made file) completes."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def raise_if_stopped():
     """Raise Stopped if a stop signal came to this process (for code that
     saw its effect first, e.g. a child process killed by the same signal)."""

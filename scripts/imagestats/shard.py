@@ -122,11 +122,14 @@ def write_in_place(file, data, name=None, make_folder=False):
         except BaseException as e:
             # A failed write, or a stop signal (pool.Stopped), which Python
             # raises as the call it came during returns: after os.open too,
-            # with the file made and fd not yet set. No file is left.
-            if fd >= 0:
-                os.close(fd)
-            if fd >= 0 or not isinstance(e, OSError):
-                remove_if_present(file)
+            # with the file made and fd not yet set. No file is left, also
+            # when the stop comes during this cleanup (a full disk stops the
+            # shard, and its other processes, mid-write too, get SIGTERM).
+            with pool.stop_signals_held():
+                if fd >= 0:
+                    os.close(fd)
+                if fd >= 0 or not isinstance(e, OSError):
+                    remove_if_present(file)
             raise
         os.close(fd)
     except OSError as e:
