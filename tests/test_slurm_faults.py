@@ -79,6 +79,10 @@ def slow_env(hooks, **more):
     return {**os.environ, "PYTHONPATH": str(hooks), "IMAGESTATS_TEST_SLOW": SLOW, **more}
 
 
+def default_sighup():
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 class Head:
     """A `snakemake --profile profiles/comet` in the background."""
 
@@ -91,8 +95,10 @@ class Head:
 
     def start(self):
         self.log_file = self.work.parent / f"{self.work.name}-{time.monotonic_ns()}.log"
+        # As from a terminal, whatever started the tests (under `nohup` the
+        # head would rightly ignore SIGHUP).
         self.proc = subprocess.Popen(self.cmd, stdout=open(self.log_file, "w"), stderr=subprocess.STDOUT,
-                                     env=self.env)  # fmt: skip
+                                     env=self.env, preexec_fn=default_sighup)  # fmt: skip
 
     @property
     def output(self):
