@@ -109,10 +109,11 @@ def stop_signals():
 @contextmanager
 def stop_signals_held():
     """Within: a stop signal waits, and comes (raises Stopped) at the end,
-    so that a cleanup it would cut short (a half-made file) completes."""
+    so that what it would cut short (a half-made file, a fork not yet
+    registered) completes. Gives the signal mask from before."""
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        yield
+        yield mask
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
@@ -278,13 +279,10 @@ def run(indices, workers, start, measure, done, timed_out, died, timeout, chunk=
         # No stop signal between the fork and the process's registration
         # (it would go unstopped), nor in the child before its handler can
         # unwind it: they wait until the mask is restored.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
+        with stop_signals_held() as mask:
             process = _Process(start, measure, mask)
             busy[process.results] = process
             selector.register(process.results, selectors.EVENT_READ)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         feed(process, time.monotonic())
 
     def feed(process, now):
